@@ -1,0 +1,155 @@
+"""The `dltrain` command, the only module that imports Hydra: compose -> check_config -> run."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hydra
+from hydra import compose, initialize_config_dir
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra._internal.utils import get_args_parser
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from dltrain.registry import ConfigError, did_you_mean
+
+
+def config_dir() -> Path:
+    """conf/ inside an installed wheel, else the top-level conf/ of a source checkout."""
+    packaged = Path(__file__).resolve().parent / "conf"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / "conf"
+
+
+CONF_DIR = config_dir()
+_MISSING = object()
+# Flags that only print something: Hydra handles them without a training run.
+_INFO_FLAGS = ("help", "hydra_help", "cfg", "info", "shell_completion")
+
+
+def main() -> None:
+    """Entry point: check every job's config up front, then hand over to Hydra."""
+    args = get_args_parser().parse_args(sys.argv[1:])
+    custom_search_path = args.config_dir or args.config_path
+    if not any(getattr(args, flag) for flag in _INFO_FLAGS) and not custom_search_path:
+        problems = preflight(args.overrides, args.multirun, args.config_name or "config")
+        if problems:
+            report(problems)
+            sys.exit(2)
+    hydra_main()
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
+def hydra_main(cfg: DictConfig) -> float | None:
+    """One job: Hydra has made the run dir; train in it."""
+    from dltrain.loop import DivergedError
+    from dltrain.train import run
+
+    try:
+        summary = run(cfg, Path(HydraConfig.get().runtime.output_dir))
+    except ConfigError as e:
+        report(e.problems)
+        sys.exit(2)
+    except DivergedError as e:
+        print(f"dltrain: stopped: {e}", file=sys.stderr)
+        sys.exit(1)
+    return summary["metrics"].get(cfg.trainer.monitor)  # the objective a sweeper can read
+
+
+def report(problems: list[str]) -> None:
+    """Print config problems, one per line, without a traceback."""
+    unique = list(dict.fromkeys(problems))
+    noun = "problem" if len(unique) == 1 else "problems"
+    lines = [f"dltrain: {len(unique)} {noun} in the configuration:"] + [f"  - {p}" for p in unique]
+    print("\n".join(lines), file=sys.stderr)
+
+
+def preflight(overrides: list[str], multirun: bool, config_name: str) -> list[str]:
+    """All problems of every job the command line would run, before any run dir is made."""
+    parser = OverridesParser.create()
+    try:
+        parsed = parser.parse_overrides(overrides)
+    except HydraException as e:
+        return [_first_line(e)]
+    sweeps = [o.input_line for o in parsed if o.is_sweep_override()]
+    if sweeps and not multirun:
+        return [
+            f"{s}: sweeping over several values needs --multirun (-m); a list is written key=[a,b]"
+            for s in sweeps
+        ]
+    jobs = BasicSweeper.split_arguments(parsed, None)[0] if multirun else [overrides]
+    problems: list[str] = []
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3", job_name="dltrain"):
+        for job in jobs:
+            problems += _job_problems(parser, list(job), config_name)
+    return problems
+
+
+def _job_problems(parser: OverridesParser, overrides: list[str], config_name: str) -> list[str]:
+    from dltrain.config import check_config
+
+    loader = GlobalHydra.instance().config_loader()
+    group_overrides, key_overrides, problems = [], [], []
+    for override in parser.parse_overrides(overrides):
+        key = override.key_or_group
+        choices = loader.get_group_options(key)
+        if (
+            override.is_delete()
+            or override.is_add()
+            or override.is_force_add()
+            or key.startswith("hydra")
+            or override.package is not None
+        ):
+            group_overrides.append(override.input_line)  # Hydra itself judges these
+        elif choices:
+            bad = _unknown_options(key, override.value(), choices)
+            problems += bad
+            group_overrides += [] if bad else [override.input_line]
+        else:
+            key_overrides.append(override)
+    try:
+        base = compose(config_name, overrides=group_overrides)
+        problems += [p for o in key_overrides if (p := _unknown_key(base, o.key_or_group))]
+        if problems:
+            return problems
+        check_config(compose(config_name, overrides=overrides))
+    except ConfigError as e:
+        problems += e.problems
+    except (HydraException, OmegaConfBaseException) as e:
+        problems.append(_first_line(e))
+    return problems
+
+
+def _unknown_options(group: str, value: object, choices: list[str]) -> list[str]:
+    values = value if isinstance(value, list) else [value]
+    return [
+        f"{group}={v}: no such {group} option.{did_you_mean(v, choices)} "
+        f"Available: {', '.join(choices)}"
+        for v in values
+        if v is not None and str(v) not in choices
+    ]
+
+
+def _unknown_key(cfg: DictConfig, key: str) -> str | None:
+    if OmegaConf.select(cfg, key, default=_MISSING) is not _MISSING:
+        return None
+    parent, _, leaf = key.rpartition(".")
+    while parent and OmegaConf.select(cfg, parent, default=_MISSING) is _MISSING:
+        parent, _, leaf = parent.rpartition(".")
+    node = OmegaConf.select(cfg, parent) if parent else cfg
+    siblings = list(node.keys()) if isinstance(node, DictConfig) else []
+    where = f"in {parent}" if parent else "at the top level"
+    hint = did_you_mean(leaf, siblings, prefix=f"{parent}." if parent else "")
+    return (
+        f"{key}: no such key {where}.{hint} Keys there: {', '.join(map(str, siblings))}. "
+        f"(To add a new key: +{key}=...)"
+    )
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

@@ -1,0 +1,169 @@
+"""Validate a composed config all at once, before any data is loaded."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Literal
+
+from omegaconf import DictConfig, OmegaConf
+
+from dltrain.metrics import metric_names
+from dltrain.registry import (
+    DATASETS,
+    INITIALIZERS,
+    LOSSES,
+    MODELS,
+    OPTIMIZERS,
+    REGULARIZERS,
+    SCHEDULERS,
+    ConfigError,
+    check_kwargs,
+    did_you_mean,
+)
+
+# Values the training recipe passes to builders itself; they are not config options.
+RUNTIME = {
+    "model": ("in_features", "out_features", "input_shape", "num_classes"),
+    "dataset": (),
+    "optimizer": ("params",),
+    "loss": (),
+    "scheduler": ("optimizer", "epochs", "steps_per_epoch"),
+}
+REGISTRIES = {
+    "model": MODELS,
+    "dataset": DATASETS,
+    "optimizer": OPTIMIZERS,
+    "loss": LOSSES,
+    "scheduler": SCHEDULERS,
+}
+NOT_BUILDER_OPTIONS = ("name", "init")
+
+
+@dataclass
+class TrainerOptions:
+    """The `trainer` group: how a run is executed."""
+
+    epochs: int = 10
+    batch_size: int = 64
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    seed: int | None = None
+    deterministic: bool = False
+    log_every_n_steps: int = 10
+    num_workers: int = 0
+    monitor: str = "val/loss"
+    monitor_mode: Literal["min", "max"] = "min"
+
+    def __post_init__(self) -> None:
+        minimums = {"epochs": 1, "batch_size": 1, "log_every_n_steps": 1, "num_workers": 0}
+        problems = [
+            f"trainer.{key}: must be at least {low}, got {getattr(self, key)}"
+            for key, low in minimums.items()
+            if getattr(self, key) < low
+        ]
+        if problems:
+            raise ConfigError(problems)
+
+
+def options(node: DictConfig | dict) -> dict[str, Any]:
+    """A group's builder kwargs: the node as plain Python, without `name` and `init`."""
+    plain = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+    return {k: v for k, v in (plain or {}).items() if k not in NOT_BUILDER_OPTIONS}
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Raise one ConfigError listing every problem in the composed config."""
+    problems: list[str] = []
+    for group, registry in REGISTRIES.items():
+        node = cfg.get(group)
+        if node is None or "name" not in node:
+            problems.append(f"{group}: missing; choose one of {', '.join(registry.names())}")
+            continue
+        problems += registry.check(node.name, options(node), RUNTIME[group], path=group)
+    init = cfg.model.get("init") or {"name": "default"}
+    problems += INITIALIZERS.check(init.get("name"), options(init), ("model",), path="model.init")
+    problems += _trainer_problems(cfg)
+    problems += _regularization_problems(cfg)
+    names_known = all(cfg[g].name in r for g, r in REGISTRIES.items() if g != "optimizer")
+    if names_known and (task := expected_task(cfg.dataset)):
+        problems += task_problems(cfg, task)
+    if problems:
+        raise ConfigError(problems)
+
+
+def _build_problems(build: Callable[[], Any]) -> list[str]:
+    """Problems that only building finds (value ranges, combinations)."""
+    try:
+        build()
+    except ConfigError as e:
+        return e.problems
+    return []
+
+
+def _trainer_problems(cfg: DictConfig) -> list[str]:
+    kwargs = options(cfg.trainer)
+    problems = check_kwargs("trainer", "trainer", TrainerOptions, kwargs)
+    return problems or _build_problems(lambda: TrainerOptions(**kwargs))
+
+
+def _regularization_problems(cfg: DictConfig) -> list[str]:
+    problems = []
+    selected = options(cfg.get("regularization") or {})
+    for name, kwargs in selected.items():
+        kwargs = kwargs or {}
+        path = f"regularization.{name}"
+        found = REGULARIZERS.check(name, kwargs, path=path)
+        problems += found or _build_problems(partial(REGULARIZERS.build, name, kwargs))
+    model = cfg.model.name
+    if "dropout" in selected and model in MODELS and not MODELS.accepts(model, "dropout"):
+        with_dropout = [n for n in MODELS.names() if MODELS.accepts(n, "dropout")]
+        problems.append(
+            f"regularization=dropout: model '{model}' has no dropout option; "
+            f"models with one: {', '.join(with_dropout)}"
+        )
+    return problems
+
+
+def expected_task(dataset: DictConfig) -> str | None:
+    """The dataset's task if it is known from its config alone (None: known after loading)."""
+    task = DATASETS.info(dataset.name).get("task")
+    if callable(task):
+        try:
+            return task(**options(dataset))
+        except (TypeError, ValueError):
+            return None
+    return task
+
+
+def task_problems(cfg: DictConfig, task: str) -> list[str]:
+    """Whether the model, loss and monitored metrics fit the dataset's task."""
+    problems = []
+    for group, registry in (("model", MODELS), ("loss", LOSSES)):
+        name = cfg[group].name
+        fits = registry.info(name).get("tasks", ())
+        if task not in fits:
+            good = [n for n in registry.names() if task in registry.info(n).get("tasks", ())]
+            problems.append(
+                f"{group}={name}: does not fit dataset '{cfg.dataset.name}' ({task} task). "
+                f"Choose one of: {', '.join(f'{group}={n}' for n in good)}"
+            )
+    known = metric_names(task)
+    monitors = {"trainer.monitor": cfg.trainer.monitor}
+    for path, node in (
+        ("regularization.early_stopping", cfg.regularization.get("early_stopping")),
+        ("scheduler", cfg.scheduler),
+    ):
+        if node is not None and "monitor" in node:
+            monitors[f"{path}.monitor"] = node.monitor
+    for path, monitor in monitors.items():
+        split, _, metric = str(monitor).partition("/")
+        if split not in ("train", "val") or metric not in known:
+            choices = [f"val/{m}" for m in known] + ["train/loss"]
+            problems.append(
+                f"{path}: cannot monitor '{monitor}' for a {task} task."
+                f"{did_you_mean(monitor, choices)} Choose one of: {', '.join(choices)}"
+            )
+        elif split == "val" and cfg.dataset.get("val_fraction", None) == 0:
+            problems.append(f"{path}: monitors '{monitor}' but dataset.val_fraction is 0")
+    return problems

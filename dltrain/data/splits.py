@@ -1,0 +1,169 @@
+"""What every dataset builder returns: train/val/test splits plus the facts models need (meta)."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.model_selection import train_test_split
+from torch.utils.data import Dataset, TensorDataset
+
+from dltrain.registry import DATASETS, ConfigError
+
+TASKS = ("regression", "binary", "multiclass")
+
+
+@dataclass
+class DataMeta:
+    """Facts about a dataset that the model, loss and metrics need."""
+
+    task: str
+    input_shape: tuple[int, ...]
+    num_classes: int | None = None  # classification only
+    num_targets: int = 1  # regression only
+    class_names: list[str] | None = None
+    feature_names: list[str] | None = None
+    preprocessing: dict[str, Any] = field(default_factory=dict)  # e.g. standardisation stats
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain types only, so the meta can live in a weights_only checkpoint and in JSON."""
+        return {**asdict(self), "input_shape": list(self.input_shape)}
+
+
+@dataclass
+class DataSplits:
+    """The three splits (val and test may be None) and the meta."""
+
+    train: Dataset
+    val: Dataset | None
+    test: Dataset | None
+    meta: DataMeta
+
+
+def check_fractions(val_fraction: float, test_fraction: float) -> None:
+    """Val and test fractions must leave a non-empty train split."""
+    if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
+        raise ConfigError(
+            f"dataset val_fraction={val_fraction} and test_fraction={test_fraction} must each be in "
+            "[0, 1) and sum to less than 1 (the rest is the train split)"
+        )
+
+
+def split_arrays(
+    x: np.ndarray,
+    y: np.ndarray,
+    task: str,
+    *,
+    val_fraction: float,
+    test_fraction: float,
+    split_seed: int,
+    stratify: bool,
+    standardize: bool,
+    class_names: list[str] | None = None,
+    feature_names: list[str] | None = None,
+) -> DataSplits:
+    """Split features/targets into train/val/test (stratified for classification) as tensors."""
+    check_fractions(val_fraction, test_fraction)
+    strat = stratify and task != "regression"
+    parts = {"train": (x, y), "val": None, "test": None}
+    for name, fraction in (("test", test_fraction), ("val", val_fraction)):
+        if fraction == 0:
+            continue
+        rest_x, rest_y = parts["train"]
+        # Fractions are of the whole dataset, so rescale for what is left after earlier cuts.
+        size = fraction / (1 - (test_fraction if name == "val" else 0))
+        tx, ex, ty, ey = train_test_split(
+            rest_x,
+            rest_y,
+            test_size=size,
+            random_state=split_seed,
+            stratify=rest_y if strat else None,
+        )
+        parts["train"], parts[name] = (tx, ty), (ex, ey)
+
+    preprocessing: dict[str, Any] = {}
+    if standardize:
+        mean = parts["train"][0].mean(axis=0)
+        std = parts["train"][0].std(axis=0)
+        std[std == 0] = 1.0
+        parts = {k: None if v is None else ((v[0] - mean) / std, v[1]) for k, v in parts.items()}
+        preprocessing["standardize"] = {"mean": mean.tolist(), "std": std.tolist()}
+
+    meta = DataMeta(
+        task=task,
+        input_shape=tuple(x.shape[1:]),
+        num_classes=len(np.unique(y)) if task != "regression" else None,
+        num_targets=1 if y.ndim == 1 else y.shape[1],
+        class_names=class_names,
+        feature_names=feature_names,
+        preprocessing=preprocessing,
+    )
+    datasets = {k: None if v is None else to_tensor_dataset(*v, task) for k, v in parts.items()}
+    return DataSplits(datasets["train"], datasets["val"], datasets["test"], meta)
+
+
+def to_tensor_dataset(x: np.ndarray, y: np.ndarray, task: str) -> TensorDataset:
+    """Features as float32; targets int64 class indices, or float32 (N, targets) for regression."""
+    features = torch.as_tensor(np.asarray(x, dtype=np.float32))
+    if task == "regression":
+        targets = torch.as_tensor(np.asarray(y, dtype=np.float32)).reshape(len(y), -1)
+    else:
+        targets = torch.as_tensor(np.asarray(y, dtype=np.int64))
+    return TensorDataset(features, targets)
+
+
+@dataclass
+class Arrays:
+    """A whole dataset as arrays, before splitting."""
+
+    x: np.ndarray
+    y: np.ndarray
+    task: str
+    class_names: list[str] | None = None
+    feature_names: list[str] | None = None
+
+
+def _split_options(
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+    split_seed: int = 0,
+    stratify: bool = True,
+    standardize: bool = False,
+) -> None:
+    """Signature holder: the split options every in-memory array dataset accepts."""
+
+
+SPLIT_PARAMS = inspect.signature(_split_options).parameters
+
+
+def array_dataset(name: str, task: str | Callable[..., str]) -> Callable:
+    """Register `make(**options) -> Arrays` as dataset `name`, adding the standard split options.
+
+    `task` is the task, or a function of the options giving it, so configs are checked before
+    any data is loaded.
+    """
+
+    def register(make: Callable[..., Arrays]) -> Callable[..., Arrays]:
+        def build(**options: Any) -> DataSplits:
+            split = {k: options.pop(k, p.default) for k, p in SPLIT_PARAMS.items()}
+            arrays = make(**options)
+            return split_arrays(
+                arrays.x,
+                arrays.y,
+                arrays.task,
+                class_names=arrays.class_names,
+                feature_names=arrays.feature_names,
+                **split,
+            )
+
+        own = list(inspect.signature(make).parameters.values())
+        build.__signature__ = inspect.Signature([*own, *SPLIT_PARAMS.values()])
+        build.__doc__ = make.__doc__
+        DATASETS.register(name, task=task)(build)
+        return make
+
+    return register

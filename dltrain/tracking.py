@@ -1,0 +1,78 @@
+"""Where a run reports: TensorBoard event files and the rich console."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+from torch.utils.tensorboard import SummaryWriter
+from torch.utils.tensorboard.summary import hparams as hparams_summary
+
+
+class Tracker:
+    """TensorBoard writer for the run dir plus console output (progress bar, tables)."""
+
+    def __init__(self, run_dir: Path, console: Console | None = None):
+        self.writer = SummaryWriter(log_dir=str(Path(run_dir) / "tensorboard"))
+        self.console = console or Console()
+
+    def scalars(self, values: dict[str, float], step: int) -> None:
+        """Log slash-namespaced scalars (`train/loss`, `val/acc`, `lr`) at a global step."""
+        for tag, value in values.items():
+            self.writer.add_scalar(tag, value, step)
+
+    def text(self, tag: str, markdown: str, step: int = 0) -> None:
+        """Log markdown text (the config, a confusion matrix)."""
+        self.writer.add_text(tag, markdown, step)
+
+    def hparams(self, params: dict[str, Any], metrics: dict[str, float]) -> None:
+        """Write the HPARAMS-tab summary into this run (not a sub-run) so runs compare side by side."""
+        experiment, session_start, session_end = hparams_summary(params, metrics)
+        file_writer = self.writer._get_file_writer()
+        for summary in (experiment, session_start, session_end):
+            file_writer.add_summary(summary)
+
+    def progress(self) -> Progress:
+        """A progress bar showing epoch, steps, timing and the latest metrics."""
+        return Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[status]}"),
+            console=self.console,
+        )
+
+    def table(self, title: str, caption: str, metrics: dict[str, float]) -> None:
+        """Print metrics as a two-column table."""
+        table = Table(title=title, caption=caption)
+        table.add_column("metric")
+        table.add_column("value", justify="right")
+        for name, value in metrics.items():
+            table.add_row(name, f"{value:.4f}")
+        self.console.print(table)
+
+    def close(self) -> None:
+        """Flush and close the event file."""
+        self.writer.close()
+
+
+def markdown_matrix(matrix: list[list[int]], labels: list[str]) -> str:
+    """A confusion matrix as a markdown table (rows true, columns predicted)."""
+    head = "| true \\ pred | " + " | ".join(labels) + " |"
+    rule = "|---" * (len(labels) + 1) + "|"
+    rows = [
+        f"| {label} | " + " | ".join(map(str, row)) + " |" for label, row in zip(labels, matrix)
+    ]
+    return "\n".join([head, rule, *rows])

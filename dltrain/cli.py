@@ -151,5 +151,10 @@ def _unknown_key(cfg: DictConfig, key: str) -> str | None:
 
 
 def _first_line(error: Exception) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+    """Hydra's message up to its first blank line or search-path dump, as one line."""
+    kept = []
+    for line in str(error).strip().splitlines():
+        if not line.strip() or line.startswith(("Config search path", "    full_key")):
+            break
+        kept.append(line.strip())
+    return " ".join(kept) or type(error).__name__

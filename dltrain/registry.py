@@ -42,7 +42,7 @@ class Registry:
         self._info: dict[str, dict[str, Any]] = {}
 
     def register(self, name: str, **info: Any) -> Callable[[Callable], Callable]:
-        """Decorator registering a builder under `name`; `info` holds facts such as fitting tasks."""
+        """Decorator registering a builder under `name`; `info` holds facts like fitting tasks."""
 
         def add(builder: Callable) -> Callable:
             if name in self._builders:
@@ -194,7 +194,7 @@ def _simple_types(annotation: Any) -> set[type]:
         return set()
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType):
-        # Parts a config cannot express (a Tensor, a callable) are ignored: Union[float, Tensor] -> float.
+        # Parts a config cannot express (a Tensor) are ignored: Union[float, Tensor] -> float.
         return set().union(*(_simple_types(arg) for arg in typing.get_args(annotation)))
     if origin is not None:
         annotation = origin

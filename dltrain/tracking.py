@@ -36,7 +36,7 @@ class Tracker:
         self.writer.add_text(tag, markdown, step)
 
     def hparams(self, params: dict[str, Any], metrics: dict[str, float]) -> None:
-        """Write the HPARAMS-tab summary into this run (not a sub-run) so runs compare side by side."""
+        """Write the HPARAMS-tab summary into this run (not a sub-run) so runs line up."""
         experiment, session_start, session_end = hparams_summary(params, metrics)
         file_writer = self.writer._get_file_writer()
         for summary in (experiment, session_start, session_end):
@@ -72,7 +72,6 @@ def markdown_matrix(matrix: list[list[int]], labels: list[str]) -> str:
     """A confusion matrix as a markdown table (rows true, columns predicted)."""
     head = "| true \\ pred | " + " | ".join(labels) + " |"
     rule = "|---" * (len(labels) + 1) + "|"
-    rows = [
-        f"| {label} | " + " | ".join(map(str, row)) + " |" for label, row in zip(labels, matrix)
-    ]
+    pairs = zip(labels, matrix, strict=True)
+    rows = [f"| {label} | " + " | ".join(map(str, row)) + " |" for label, row in pairs]
     return "\n".join([head, rule, *rows])

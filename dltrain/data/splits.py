@@ -33,6 +33,11 @@ class DataMeta:
         """Plain types only, so the meta can live in a weights_only checkpoint and in JSON."""
         return {**asdict(self), "input_shape": list(self.input_shape)}
 
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> DataMeta:
+        """Inverse of to_dict (e.g. from a checkpoint)."""
+        return cls(**{**values, "input_shape": tuple(values["input_shape"])})
+
 
 @dataclass
 class DataSplits:
@@ -48,8 +53,8 @@ def check_fractions(val_fraction: float, test_fraction: float) -> None:
     """Val and test fractions must leave a non-empty train split."""
     if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
         raise ConfigError(
-            f"dataset val_fraction={val_fraction} and test_fraction={test_fraction} must each be in "
-            "[0, 1) and sum to less than 1 (the rest is the train split)"
+            f"dataset.val_fraction={val_fraction} and dataset.test_fraction={test_fraction} must "
+            "each be in [0, 1) and sum to less than 1 (the rest is the train split)"
         )
 
 

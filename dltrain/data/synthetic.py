@@ -74,7 +74,7 @@ def blobs(
 def noisy_binary(
     n_samples: int = 1000, separation: float = 2.0, std: float = 1.0, seed: int = 0
 ) -> Arrays:
-    """1-D two-class problem: class 0 ~ N(-separation/2, std^2), class 1 ~ N(+separation/2, std^2)."""
+    """1-D two-class problem: class 0 ~ N(-separation/2, std^2), class 1 ~ N(+separation/2, ...)."""
     _positive(n_samples=n_samples, std=std)
     rng = np.random.default_rng(seed)
     y = rng.integers(0, 2, size=n_samples)

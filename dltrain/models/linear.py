@@ -15,5 +15,5 @@ def linear(in_features: int, out_features: int) -> nn.Module:
 
 @MODELS.register("logistic", tasks=("binary", "multiclass"))
 def logistic(in_features: int, out_features: int) -> nn.Module:
-    """Logistic (softmax for several classes) regression; outputs logits, the loss applies the link."""
+    """Logistic (softmax for several classes) regression; outputs logits, the loss adds the link."""
     return nn.Sequential(nn.Flatten(), nn.Linear(in_features, out_features))

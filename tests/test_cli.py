@@ -1,0 +1,108 @@
+"""The installed console script, end to end, in a scratch working directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+DLTRAIN = Path(sys.executable).with_name("dltrain")
+TINY = ["dataset=iris", "trainer.epochs=2", "trainer.device=cpu"]
+
+
+def dltrain(cwd: Path, *args: str, script: Path = DLTRAIN, env: dict | None = None):
+    return subprocess.run(
+        [str(script), *args], cwd=cwd, capture_output=True, text=True, timeout=300, env=env
+    )
+
+
+def run_dirs(root: Path) -> list[Path]:
+    return sorted(p.parent for p in root.rglob("metrics.json"))
+
+
+def test_console_script_trains_into_a_dated_run_dir(tmp_path: Path) -> None:
+    result = dltrain(tmp_path, *TINY)
+    assert result.returncode == 0, result.stderr
+    [run_dir] = run_dirs(tmp_path / "outputs")
+    date, time = run_dir.relative_to(tmp_path / "outputs").parts
+    assert len(date) == 10 and len(time) == 8  # outputs/YYYY-MM-DD/HH-MM-SS
+    assert (run_dir / ".hydra" / "config.yaml").is_file() and (run_dir / "model.pt").is_file()
+    assert "test/acc" in result.stdout  # the final table
+
+
+def test_typos_exit_2_with_suggestions_and_no_traceback(tmp_path: Path) -> None:
+    result = dltrain(tmp_path, "model=mpl", "trainer.epoch=3", "optimizer.lr=fast")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr + result.stdout
+    assert "model=mpl: no such model option. Did you mean 'mlp'?" in result.stderr
+    assert "trainer.epoch: no such key in trainer. Did you mean 'trainer.epochs'?" in result.stderr
+    assert not (tmp_path / "outputs").exists()  # nothing was started
+
+
+def test_a_bad_value_in_a_sweep_stops_the_whole_sweep_before_it_starts(tmp_path: Path) -> None:
+    result = dltrain(tmp_path, "-m", "optimizer=sgd,adamm", *TINY)
+    assert result.returncode == 2 and "Did you mean 'adam'?" in result.stderr
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_multirun_makes_one_run_dir_per_job(tmp_path: Path) -> None:
+    result = dltrain(tmp_path, "-m", "optimizer=sgd,adam", *TINY)
+    assert result.returncode == 0, result.stderr
+    dirs = run_dirs(tmp_path / "outputs" / "multirun")
+    assert [d.name for d in dirs] == ["0", "1"]
+    names = [json.loads((d / "metrics.json").read_text())["status"] for d in dirs]
+    assert names == ["completed", "completed"]
+    assert "name: sgd" in (dirs[0] / "config.yaml").read_text()
+
+
+def test_help_lists_groups_and_cfg_prints_the_config(tmp_path: Path) -> None:
+    result = dltrain(tmp_path, "--help")
+    assert result.returncode == 0
+    for line in (
+        "model: linear, logistic, mlp",
+        "optimizer: adadelta, adagrad, adam, adamw",
+        "regularization: dropout, early_stopping, grad_clip, l1, l2, none",
+    ):
+        assert line in result.stdout
+    result = dltrain(tmp_path, "--cfg", "job", "optimizer=sgd")
+    assert result.returncode == 0 and "name: sgd" in result.stdout
+    assert not (tmp_path / "outputs").exists()
+
+
+@pytest.fixture(scope="module")
+def wheel_install(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The project built as a wheel and installed (not editable) into its own folder."""
+    root = Path(__file__).resolve().parents[1]
+    dist, target = tmp_path_factory.mktemp("dist"), tmp_path_factory.mktemp("site")
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run(
+        [*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", dist, root],
+        check=True,
+        capture_output=True,
+    )
+    [wheel] = dist.glob("dltrain-*.whl")
+    subprocess.run(
+        [*pip, "install", "--no-deps", "--target", target, wheel], check=True, capture_output=True
+    )
+    return target
+
+
+def test_installed_wheel_ships_conf_and_runs(wheel_install: Path, tmp_path: Path) -> None:
+    assert (wheel_install / "dltrain" / "conf" / "config.yaml").is_file()
+    env = {**os.environ, "PYTHONPATH": str(wheel_install)}
+    where = subprocess.run(
+        [sys.executable, "-c", "import dltrain.cli as c; print(c.CONF_DIR)"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert Path(where) == wheel_install / "dltrain" / "conf"
+    result = dltrain(tmp_path, *TINY, script=wheel_install / "bin" / "dltrain", env=env)
+    assert result.returncode == 0, result.stderr
+    assert len(run_dirs(tmp_path / "outputs")) == 1

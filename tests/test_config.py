@@ -1,0 +1,125 @@
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from dltrain.cli import CONF_DIR
+from dltrain.config import check_config, expected_task
+from dltrain.registry import (
+    DATASETS,
+    LOSSES,
+    MODELS,
+    OPTIMIZERS,
+    REGULARIZERS,
+    SCHEDULERS,
+    ConfigError,
+)
+
+from .conftest import compose_config
+
+NAMED_GROUPS = {
+    "model": MODELS,
+    "dataset": DATASETS,
+    "optimizer": OPTIMIZERS,
+    "loss": LOSSES,
+    "scheduler": SCHEDULERS,
+}
+# A dataset and a loss for each task, so that any option can be checked in a fitting config.
+FITTING = {
+    "regression": ["dataset=diabetes", "loss=mse", "model=mlp"],
+    "binary": ["dataset=breast_cancer", "loss=bce", "model=mlp"],
+    "multiclass": ["dataset=digits", "loss=cross_entropy", "model=mlp"],
+}
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize("group", sorted(NAMED_GROUPS))
+def test_registry_and_conf_agree(group: str) -> None:
+    assert options(group) == NAMED_GROUPS[group].names()
+    for stem in options(group):
+        assert yaml.safe_load((CONF_DIR / group / f"{stem}.yaml").read_text())["name"] == stem
+
+
+def test_regularization_options_are_keyed_by_their_name() -> None:
+    stems = options("regularization")
+    assert [s for s in stems if s != "none"] == REGULARIZERS.names()
+    for stem in REGULARIZERS.names():
+        content = yaml.safe_load((CONF_DIR / "regularization" / f"{stem}.yaml").read_text())
+        assert list(content) == [stem]
+
+
+def _fitting_overrides(group: str, option: str) -> list[str]:
+    if group == "model":
+        return FITTING[MODELS.info(option)["tasks"][0]]
+    if group == "loss":
+        return FITTING[LOSSES.info(option)["tasks"][0]][:1]
+    if group == "dataset":
+        task = expected_task(compose_config(f"dataset={option}").dataset)
+        return FITTING[task][1:]
+    return []
+
+
+CASES = [(g, o) for g in [*NAMED_GROUPS, "regularization", "trainer"] for o in options(g)]
+
+
+@pytest.mark.parametrize(("group", "option"), CASES, ids=[f"{g}={o}" for g, o in CASES])
+def test_every_option_composes_and_validates(group: str, option: str) -> None:
+    cfg = compose_config(*_fitting_overrides(group, option), f"{group}={option}")
+    check_config(cfg)
+
+
+@pytest.mark.parametrize("experiment", options("experiment"))
+def test_every_experiment_composes_and_validates(experiment: str) -> None:
+    check_config(compose_config(f"experiment={experiment}"))
+
+
+def test_regularization_options_merge() -> None:
+    cfg = compose_config("regularization=[l2,early_stopping,grad_clip]")
+    assert set(cfg.regularization) == {"l2", "early_stopping", "grad_clip"}
+    assert cfg.regularization.early_stopping.monitor == cfg.trainer.monitor
+
+
+def test_all_problems_are_reported_at_once() -> None:
+    cfg = compose_config(
+        "dataset=diabetes",
+        "trainer.epochs=0",
+        "optimizer.lr=fast",
+        "model.activation=rellu",
+        "model.init.name=xavierr",
+        "regularization=early_stopping",
+        "regularization.early_stopping.patience=0",
+    )
+    with pytest.raises(ConfigError) as err:
+        check_config(cfg)
+    text = str(err.value)
+    assert "trainer.epochs: must be at least 1, got 0" in text
+    assert "optimizer.lr: must be float, got 'fast'" in text
+    assert "Did you mean 'relu'?" in text
+    assert "unknown init 'xavierr'. Did you mean 'xavier'?" in text
+    assert "patience >= 1" in text
+    assert "loss=cross_entropy: does not fit dataset 'diabetes' (regression task)" in text
+    assert "loss=mse" in text  # names the losses that fit
+    assert len(err.value.problems) == 6
+
+
+def test_monitor_must_exist_for_the_task() -> None:
+    with pytest.raises(ConfigError, match="trainer.monitor: cannot monitor 'val/acc'"):
+        check_config(compose_config(*FITTING["regression"], "trainer.monitor=val/acc"))
+    with pytest.raises(ConfigError, match="monitors 'val/loss' but dataset.val_fraction is 0"):
+        check_config(compose_config("dataset.val_fraction=0"))
+
+
+def test_dropout_needs_a_model_with_dropout() -> None:
+    cfg = compose_config("model=logistic", "regularization=dropout")
+    with pytest.raises(
+        ConfigError, match="model 'logistic' has no dropout option; models with one: mlp"
+    ):
+        check_config(cfg)
+
+
+def test_unknown_device_and_fractions() -> None:
+    with pytest.raises(ConfigError, match="trainer.device: must be one of auto, cpu, cuda, mps"):
+        check_config(compose_config("trainer.device=gpu"))

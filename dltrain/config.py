@@ -7,8 +7,10 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, Literal
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 
+from dltrain.data.splits import check_fractions
 from dltrain.metrics import metric_names
 from dltrain.registry import (
     DATASETS,
@@ -75,21 +77,55 @@ def options(node: DictConfig | dict) -> dict[str, Any]:
 def check_config(cfg: DictConfig) -> None:
     """Raise one ConfigError listing every problem in the composed config."""
     problems: list[str] = []
+    valid = []  # groups whose name and options bind to their builder
     for group, registry in REGISTRIES.items():
         node = cfg.get(group)
         if node is None or "name" not in node:
             problems.append(f"{group}: missing; choose one of {', '.join(registry.names())}")
             continue
-        problems += registry.check(node.name, options(node), RUNTIME[group], path=group)
+        found = registry.check(node.name, options(node), RUNTIME[group], path=group)
+        problems += found
+        valid += [] if found else [group]
     init = cfg.model.get("init") or {"name": "default"}
     problems += INITIALIZERS.check(init.get("name"), options(init), ("model",), path="model.init")
     problems += _trainer_problems(cfg)
     problems += _regularization_problems(cfg)
-    names_known = all(cfg[g].name in r for g, r in REGISTRIES.items() if g != "optimizer")
-    if names_known and (task := expected_task(cfg.dataset)):
+    problems += _trial_build_problems(cfg, valid)
+    named = {g for g, r in REGISTRIES.items() if g in cfg and cfg[g].get("name") in r}
+    if {"model", "dataset", "loss"} <= named and (task := expected_task(cfg.dataset)):
         problems += task_problems(cfg, task)
     if problems:
         raise ConfigError(problems)
+
+
+def _trial_build_problems(cfg: DictConfig, valid: list[str]) -> list[str]:
+    """Build the parts that need no data (with a stand-in parameter) to catch bad values early."""
+    problems = []
+    if "loss" in valid:
+        problems += _build_problems(partial(LOSSES.build, cfg.loss.name, options(cfg.loss)))
+    if "dataset" in valid and {"val_fraction", "test_fraction"} <= set(cfg.dataset):
+        fractions = (cfg.dataset.val_fraction, cfg.dataset.test_fraction)
+        problems += _build_problems(partial(check_fractions, *fractions))
+    if "optimizer" not in valid:
+        return problems
+    params = [torch.nn.Parameter(torch.zeros(1))]
+    try:
+        optimizer = OPTIMIZERS.build(cfg.optimizer.name, options(cfg.optimizer), params=params)
+    except ConfigError as e:
+        return problems + e.problems
+    if "scheduler" in valid:
+        epochs = max(int(cfg.trainer.get("epochs") or 1), 1)
+        problems += _build_problems(
+            partial(
+                SCHEDULERS.build,
+                cfg.scheduler.name,
+                options(cfg.scheduler),
+                optimizer=optimizer,
+                epochs=epochs,
+                steps_per_epoch=1,
+            )
+        )
+    return problems
 
 
 def _build_problems(build: Callable[[], Any]) -> list[str]:

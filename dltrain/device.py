@@ -32,5 +32,6 @@ def seed_everything(seed: int, deterministic: bool) -> None:
     if deterministic:
         # cuBLAS needs this workspace setting for reproducible matmuls on CUDA.
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True)
-        torch.backends.cudnn.benchmark = False
+    # Set both ways: jobs of a sweep share this process.
+    torch.use_deterministic_algorithms(deterministic)
+    torch.backends.cudnn.benchmark = False

@@ -105,7 +105,12 @@ class Registry:
         problems = self.check(name, kwargs, runtime)
         if problems:
             raise ConfigError(problems)
-        return self._builders[name](**kwargs, **runtime)
+        try:
+            return self._builders[name](**kwargs, **runtime)
+        except ValueError as e:  # torch and sklearn reject impossible values with ValueError
+            if isinstance(e, ConfigError):
+                raise
+            raise ConfigError(f"{self.kind} ({name}): {e}") from e
 
     def accepts(self, name: str, option: str) -> bool:
         """Whether the builder of `name` takes the keyword `option`."""

@@ -123,3 +123,14 @@ def test_dropout_needs_a_model_with_dropout() -> None:
 def test_unknown_device_and_fractions() -> None:
     with pytest.raises(ConfigError, match="trainer.device: must be one of auto, cpu, cuda, mps"):
         check_config(compose_config("trainer.device=gpu"))
+
+
+def test_impossible_values_are_caught_before_any_data_loads() -> None:
+    cfg = compose_config("optimizer.lr=-1", "dataset.val_fraction=0.6", "dataset.test_fraction=0.5")
+    with pytest.raises(ConfigError) as err:
+        check_config(cfg)
+    assert err.value.problems == [
+        "dataset.val_fraction=0.6 and dataset.test_fraction=0.5 must each be in [0, 1) and sum "
+        "to less than 1 (the rest is the train split)",
+        "optimizer (adam): Invalid learning rate: -1",
+    ]

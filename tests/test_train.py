@@ -120,6 +120,16 @@ def test_run_records_the_drawn_seed(tmp_path: Path) -> None:
     assert f"seed: {summary['seed']}" in (tmp_path / "config.yaml").read_text()
 
 
+def test_same_seed_same_weights(tmp_path: Path) -> None:
+    overrides = [*FAST, "dataset=wine", "trainer.deterministic=true", "model.dropout=0.2"]
+    run(compose_config(*overrides), tmp_path / "a")
+    run(compose_config(*overrides), tmp_path / "b")
+    run(compose_config(*overrides, "trainer.seed=1"), tmp_path / "c")
+    a, b, c = (torch.load(tmp_path / d / "model.pt", weights_only=True) for d in "abc")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
 def test_linear_regression_recovers_the_line(tmp_path: Path) -> None:
     summary = run(compose_config("experiment=linear_regression", "trainer.device=cpu"), tmp_path)
     weights = torch.load(tmp_path / "model.pt", weights_only=True)

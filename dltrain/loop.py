@@ -1,16 +1,26 @@
-"""The training and evaluation passes over one split."""
+"""The training loop: epochs of training passes, validation, checkpoints, early stopping."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import torch
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from dltrain import __version__, checkpoint
+from dltrain.config import TrainerOptions
+from dltrain.data.splits import DataMeta
 from dltrain.metrics import compute_metrics
 from dltrain.optim import Schedule
-from dltrain.regularization import L1, GradClip
+from dltrain.regularization import L1, EarlyStopping, GradClip
+from dltrain.tracking import Tracker
+
+log = logging.getLogger(__name__)
 
 
 class DivergedError(RuntimeError):
@@ -36,6 +46,36 @@ class StepOptions:
     log_every_n_steps: int = 10
 
 
+@dataclass
+class Parts:
+    """Everything a run is built from."""
+
+    cfg: DictConfig
+    trainer: TrainerOptions
+    meta: DataMeta
+    device: torch.device
+    model: nn.Module
+    loss_fn: nn.Module
+    optimizer: torch.optim.Optimizer
+    schedule: Schedule | None
+    regs: dict[str, Any]
+    batches: dict[str, Any]  # "train", and "val"/"test" when the dataset has them
+    run_dir: Path
+    tracker: Tracker
+
+
+@dataclass
+class FitState:
+    """Progress through training: what a checkpoint records."""
+
+    epoch: int = 0
+    step: int = 0
+    best_value: float | None = None
+    best_epoch: int | None = None
+    best_metrics: dict[str, float] = field(default_factory=dict)
+    stopped_early: bool = False
+
+
 def train_one_epoch(
     model: nn.Module,
     batches: Iterable,
@@ -43,7 +83,7 @@ def train_one_epoch(
     optimizer: torch.optim.Optimizer,
     step: int,
     opts: StepOptions,
-    log: Callable[[dict[str, float], int], None],
+    log_scalars: Callable[[dict[str, float], int], None],
 ) -> tuple[float, int]:
     """One pass over the training batches; returns (mean loss per sample, global step)."""
     model.train()
@@ -54,6 +94,8 @@ def train_one_epoch(
     for x, y in batches:
         x, y = x.to(opts.device, non_blocking=True), y.to(opts.device, non_blocking=True)
         loss = loss_fn(model(x).float(), y)
+        if not torch.isfinite(loss):  # before the update, so the weights stay finite
+            raise DivergedError(step + 1, loss.item())
         objective = loss + opts.l1.penalty(model) if opts.l1 else loss
         optimizer.zero_grad(set_to_none=True)
         objective.backward()
@@ -62,8 +104,6 @@ def train_one_epoch(
         if opts.schedule is not None and opts.schedule.interval == "step":
             opts.schedule.step()
         step += 1
-        if not torch.isfinite(loss):
-            raise DivergedError(step, loss.item())
         total += loss.detach() * len(y)
         window += loss.detach()
         samples, window_steps = samples + len(y), window_steps + 1
@@ -74,7 +114,7 @@ def train_one_epoch(
             }
             if grad_norm is not None:
                 values["train/grad_norm"] = grad_norm.item()
-            log(values, step)
+            log_scalars(values, step)
             window.zero_()
             window_steps = 0
     return (total / max(samples, 1)).item(), step
@@ -101,3 +141,97 @@ def evaluate(
     outputs, targets = torch.cat(outputs), torch.cat(targets)
     metrics = {"loss": (loss_sum / len(targets)).item(), **compute_metrics(outputs, targets, task)}
     return {f"{prefix}/{k}": v for k, v in metrics.items()}, outputs, targets
+
+
+def fit(parts: Parts, state: FitState) -> None:
+    """Epochs of training and validation, with checkpoints, schedules and early stopping."""
+    trainer, regs = parts.trainer, parts.regs
+    early_stopping: EarlyStopping | None = regs.get("early_stopping")
+    step_opts = StepOptions(
+        parts.device,
+        regs.get("l1"),
+        regs.get("grad_clip"),
+        parts.schedule,
+        trainer.log_every_n_steps,
+    )
+    train_batches = parts.batches["train"]
+    with parts.tracker.progress() as progress:
+        bar = progress.add_task("training", total=trainer.epochs * len(train_batches), status="")
+        for epoch in range(state.epoch + 1, trainer.epochs + 1):
+            progress.update(bar, description=f"epoch {epoch}/{trainer.epochs}")
+            metrics = fit_epoch(parts, state, progress.track(train_batches, task_id=bar), step_opts)
+            if parts.schedule is not None and parts.schedule.interval == "epoch":
+                parts.schedule.step(metrics)
+            state.stopped_early = bool(early_stopping and early_stopping.should_stop(metrics))
+            if improved(state, metrics, trainer):
+                state.best_value, state.best_epoch = metrics.get(trainer.monitor), epoch
+                state.best_metrics = metrics
+                save_checkpoint(parts, state, "best.pt")
+            save_checkpoint(parts, state, "last.pt")
+            shown = list(metrics.items())[:3]  # train/loss, val/loss and the first task metric
+            progress.update(bar, status="  ".join(f"{k} {v:.4f}" for k, v in shown))
+            if state.stopped_early:
+                log.info(
+                    f"early stopping after epoch {epoch}: {early_stopping.monitor} did not "
+                    f"improve for {early_stopping.patience} epochs"
+                )
+                break
+
+
+def fit_epoch(parts: Parts, state: FitState, train_batches: Iterable, opts: StepOptions) -> dict:
+    """Train one epoch, validate, log; returns {"train/loss": epoch mean, "val/...": ...}."""
+    train_loss, state.step = train_one_epoch(
+        parts.model,
+        train_batches,
+        parts.loss_fn,
+        parts.optimizer,
+        state.step,
+        opts,
+        parts.tracker.scalars,
+    )
+    state.epoch += 1
+    metrics = {"train/loss": train_loss}
+    if "val" in parts.batches:
+        val, _, _ = evaluate(
+            parts.model, parts.batches["val"], parts.loss_fn, parts.device, parts.meta.task, "val"
+        )
+        metrics.update(val)
+    val_only = {k: v for k, v in metrics.items() if k.startswith("val/")}
+    parts.tracker.scalars(
+        {"epoch": state.epoch, "train/epoch_loss": train_loss, **val_only}, state.step
+    )
+    return metrics
+
+
+def improved(state: FitState, metrics: dict[str, float], trainer: TrainerOptions) -> bool:
+    """Whether this epoch is the best so far (the latest is best when nothing is monitored)."""
+    value = metrics.get(trainer.monitor)
+    if value is None or state.best_value is None:
+        return True
+    return value < state.best_value if trainer.monitor_mode == "min" else value > state.best_value
+
+
+def save_checkpoint(parts: Parts, state: FitState, name: str) -> None:
+    """Write the one checkpoint dict (atomically) to checkpoints/<name>."""
+    early_stopping = parts.regs.get("early_stopping")
+    checkpoint.save_atomic(
+        {
+            "model": parts.model.state_dict(),
+            "optimizer": parts.optimizer.state_dict(),
+            "scheduler": parts.schedule.scheduler.state_dict() if parts.schedule else None,
+            "epoch": state.epoch,
+            "step": state.step,
+            "best": {
+                "monitor": parts.trainer.monitor,
+                "mode": parts.trainer.monitor_mode,
+                "value": state.best_value,
+                "epoch": state.best_epoch,
+            },
+            "early_stopping": early_stopping.state_dict() if early_stopping else None,
+            "rng": checkpoint.rng_states(),
+            "config": OmegaConf.to_container(parts.cfg, resolve=True),
+            "data_meta": parts.meta.to_dict(),
+            "dltrain_version": __version__,
+        },
+        parts.run_dir / "checkpoints" / name,
+    )

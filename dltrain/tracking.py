@@ -35,9 +35,9 @@ class Tracker:
         """Log markdown text (the config, a confusion matrix)."""
         self.writer.add_text(tag, markdown, step)
 
-    def hparams(self, params: dict[str, Any], metrics: dict[str, float]) -> None:
+    def hparams(self, config: dict[str, Any], metrics: dict[str, float]) -> None:
         """Write the HPARAMS-tab summary into this run (not a sub-run) so runs line up."""
-        experiment, session_start, session_end = hparams_summary(params, metrics)
+        experiment, session_start, session_end = hparams_summary(flatten(config), metrics)
         file_writer = self.writer._get_file_writer()
         for summary in (experiment, session_start, session_end):
             file_writer.add_summary(summary)
@@ -75,3 +75,15 @@ def markdown_matrix(matrix: list[list[int]], labels: list[str]) -> str:
     pairs = zip(labels, matrix, strict=True)
     rows = [f"| {label} | " + " | ".join(map(str, row)) + " |" for label, row in pairs]
     return "\n".join([head, rule, *rows])
+
+
+def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested config as `group.key` scalars (lists and nulls as text), as HPARAMS wants them."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict):
+            flat.update(flatten(value, name))
+        else:
+            flat[name] = value if isinstance(value, bool | int | float | str) else str(value)
+    return flat

@@ -12,6 +12,7 @@ from hydra._internal.utils import get_args_parser
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -74,7 +75,7 @@ def preflight(overrides: list[str], multirun: bool, config_name: str) -> list[st
     try:
         parsed = parser.parse_overrides(overrides)
     except HydraException as e:
-        return [_first_line(e)]
+        return [_message(e)]
     sweeps = [o.input_line for o in parsed if o.is_sweep_override()]
     if sweeps and not multirun:
         return [
@@ -97,14 +98,8 @@ def _job_problems(parser: OverridesParser, overrides: list[str], config_name: st
     for override in parser.parse_overrides(overrides):
         key = override.key_or_group
         choices = loader.get_group_options(key)
-        if (
-            override.is_delete()
-            or override.is_add()
-            or override.is_force_add()
-            or key.startswith("hydra")
-            or override.package is not None
-        ):
-            group_overrides.append(override.input_line)  # Hydra itself judges these
+        if _left_to_hydra(override):
+            group_overrides.append(override.input_line)
         elif choices:
             bad = _unknown_options(key, override.value(), choices)
             problems += bad
@@ -120,8 +115,16 @@ def _job_problems(parser: OverridesParser, overrides: list[str], config_name: st
     except ConfigError as e:
         problems += e.problems
     except (HydraException, OmegaConfBaseException) as e:
-        problems.append(_first_line(e))
+        problems.append(_message(e))
     return problems
+
+
+def _left_to_hydra(override: Override) -> bool:
+    """Additions, deletions, package moves and Hydra's own settings: Hydra judges these."""
+    adds_or_deletes = override.is_add() or override.is_force_add() or override.is_delete()
+    return (
+        adds_or_deletes or override.package is not None or override.key_or_group.startswith("hydra")
+    )
 
 
 def _unknown_options(group: str, value: object, choices: list[str]) -> list[str]:
@@ -150,7 +153,7 @@ def _unknown_key(cfg: DictConfig, key: str) -> str | None:
     )
 
 
-def _first_line(error: Exception) -> str:
+def _message(error: Exception) -> str:
     """Hydra's message up to its first blank line or search-path dump, as one line."""
     kept = []
     for line in str(error).strip().splitlines():

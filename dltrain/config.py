@@ -21,6 +21,7 @@ from dltrain.registry import (
     REGULARIZERS,
     SCHEDULERS,
     ConfigError,
+    Registry,
     check_kwargs,
     did_you_mean,
 )
@@ -172,34 +173,37 @@ def expected_task(dataset: DictConfig) -> str | None:
     return task
 
 
+def fitting(registry: Registry, task: str) -> list[str]:
+    """Names in a registry whose `tasks` info includes `task`."""
+    return [n for n in registry.names() if task in registry.info(n).get("tasks", ())]
+
+
 def task_problems(cfg: DictConfig, task: str) -> list[str]:
     """Whether the model, loss and monitored metrics fit the dataset's task."""
     problems = []
     for group, registry in (("model", MODELS), ("loss", LOSSES)):
         name = cfg[group].name
-        fits = registry.info(name).get("tasks", ())
-        if task not in fits:
-            good = [n for n in registry.names() if task in registry.info(n).get("tasks", ())]
+        if name not in fitting(registry, task):
+            choices = ", ".join(f"{group}={n}" for n in fitting(registry, task))
             problems.append(
                 f"{group}={name}: does not fit dataset '{cfg.dataset.name}' ({task} task). "
-                f"Choose one of: {', '.join(f'{group}={n}' for n in good)}"
+                f"Choose one of: {choices}"
             )
-    known = metric_names(task)
+    early_stopping = (cfg.get("regularization") or {}).get("early_stopping")
     monitors = {"trainer.monitor": cfg.trainer.monitor}
     for path, node in (
-        ("regularization.early_stopping", cfg.regularization.get("early_stopping")),
+        ("regularization.early_stopping", early_stopping),
         ("scheduler", cfg.scheduler),
     ):
         if node is not None and "monitor" in node:
             monitors[f"{path}.monitor"] = node.monitor
+    choices = [f"val/{m}" for m in metric_names(task)] + ["train/loss"]
     for path, monitor in monitors.items():
-        split, _, metric = str(monitor).partition("/")
-        if split not in ("train", "val") or metric not in known:
-            choices = [f"val/{m}" for m in known] + ["train/loss"]
+        if monitor not in choices:
             problems.append(
                 f"{path}: cannot monitor '{monitor}' for a {task} task."
                 f"{did_you_mean(monitor, choices)} Choose one of: {', '.join(choices)}"
             )
-        elif split == "val" and cfg.dataset.get("val_fraction", None) == 0:
+        elif monitor.startswith("val/") and cfg.dataset.get("val_fraction", None) == 0:
             problems.append(f"{path}: monitors '{monitor}' but dataset.val_fraction is 0")
     return problems

@@ -87,11 +87,6 @@ def nll() -> nn.Module:
     return TaskLoss(nn.NLLLoss(), "class", link=_log_softmax)
 
 
-def losses_for(task: str) -> list[str]:
-    """Names of the losses that fit a task."""
-    return [n for n in LOSSES.names() if task in LOSSES.info(n)["tasks"]]
-
-
 def num_outputs(meta: DataMeta, loss: str) -> int:
     """How many scores the model must output for this dataset and loss."""
     if meta.task == "regression":

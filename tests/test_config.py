@@ -112,6 +112,11 @@ def test_monitor_must_exist_for_the_task() -> None:
         check_config(compose_config("dataset.val_fraction=0"))
 
 
+def test_train_metrics_other_than_the_loss_cannot_be_monitored() -> None:
+    with pytest.raises(ConfigError, match="cannot monitor 'train/acc'"):
+        check_config(compose_config("trainer.monitor=train/acc"))
+
+
 def test_dropout_needs_a_model_with_dropout() -> None:
     cfg = compose_config("model=logistic", "regularization=dropout")
     with pytest.raises(

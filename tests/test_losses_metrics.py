@@ -4,16 +4,17 @@ import pytest
 import torch
 from torch import nn
 
+from dltrain.config import fitting
 from dltrain.data.splits import DataMeta
-from dltrain.losses import losses_for, num_outputs
+from dltrain.losses import num_outputs
 from dltrain.metrics import compute_metrics, confusion_matrix
 from dltrain.registry import LOSSES
 
 
 def test_losses_by_task() -> None:
-    assert losses_for("regression") == ["huber", "mae", "mse", "smooth_l1"]
-    assert losses_for("binary") == ["bce", "bce_with_logits", "cross_entropy", "nll"]
-    assert losses_for("multiclass") == ["cross_entropy", "nll"]
+    assert fitting(LOSSES, "regression") == ["huber", "mae", "mse", "smooth_l1"]
+    assert fitting(LOSSES, "binary") == ["bce", "bce_with_logits", "cross_entropy", "nll"]
+    assert fitting(LOSSES, "multiclass") == ["cross_entropy", "nll"]
 
 
 def test_output_count_depends_on_task_and_loss() -> None:

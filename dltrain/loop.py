@@ -156,7 +156,8 @@ def fit(parts: Parts, state: FitState) -> None:
     )
     train_batches = parts.batches["train"]
     with parts.tracker.progress() as progress:
-        bar = progress.add_task("training", total=trainer.epochs * len(train_batches), status="")
+        # One bar per epoch: track() restarts it at 0 of len(train_batches) every epoch.
+        bar = progress.add_task("training", total=len(train_batches), status="")
         for epoch in range(state.epoch + 1, trainer.epochs + 1):
             progress.update(bar, description=f"epoch {epoch}/{trainer.epochs}")
             metrics = fit_epoch(parts, state, progress.track(train_batches, task_id=bar), step_opts)

@@ -11,6 +11,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from dltrain.data.splits import check_fractions
+from dltrain.device import select_device
 from dltrain.metrics import metric_names
 from dltrain.registry import (
     DATASETS,
@@ -42,6 +43,7 @@ REGISTRIES = {
     "scheduler": SCHEDULERS,
 }
 NOT_BUILDER_OPTIONS = ("name", "init")
+PRECISIONS = {"32": None, "bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
 
 
 @dataclass
@@ -57,14 +59,30 @@ class TrainerOptions:
     num_workers: int = 0
     monitor: str = "val/loss"
     monitor_mode: Literal["min", "max"] = "min"
+    precision: str | int = "32"  # 32 | bf16-mixed | 16-mixed (CUDA only)
+    channels_last: bool = False
+    compile: bool = False
+    histogram_every_n_epochs: int = 0  # weight histograms in TensorBoard; 0: never
 
     def __post_init__(self) -> None:
-        minimums = {"epochs": 1, "batch_size": 1, "log_every_n_steps": 1, "num_workers": 0}
+        minimums = {
+            "epochs": 1,
+            "batch_size": 1,
+            "log_every_n_steps": 1,
+            "num_workers": 0,
+            "histogram_every_n_epochs": 0,
+        }
         problems = [
             f"trainer.{key}: must be at least {low}, got {getattr(self, key)}"
             for key, low in minimums.items()
             if getattr(self, key) < low
         ]
+        self.precision = str(self.precision)
+        if self.precision not in PRECISIONS:
+            problems.append(
+                f"trainer.precision: must be one of {', '.join(PRECISIONS)}, got "
+                f"'{self.precision}'.{did_you_mean(self.precision, PRECISIONS)}"
+            )
         if problems:
             raise ConfigError(problems)
 
@@ -141,7 +159,16 @@ def _build_problems(build: Callable[[], Any]) -> list[str]:
 def _trainer_problems(cfg: DictConfig) -> list[str]:
     kwargs = options(cfg.trainer)
     problems = check_kwargs("trainer", "trainer", TrainerOptions, kwargs)
-    return problems or _build_problems(lambda: TrainerOptions(**kwargs))
+    return problems or _build_problems(lambda: _check_trainer(TrainerOptions(**kwargs)))
+
+
+def _check_trainer(trainer: TrainerOptions) -> None:
+    device = select_device(trainer.device)
+    if trainer.precision == "16-mixed" and device.type != "cuda":
+        raise ConfigError(
+            f"trainer.precision: 16-mixed needs a CUDA device (this run would use {device.type}); "
+            "use trainer.precision=bf16-mixed or 32"
+        )
 
 
 def _regularization_problems(cfg: DictConfig) -> list[str]:

@@ -14,7 +14,8 @@ from torch import nn
 
 from dltrain import __version__, checkpoint
 from dltrain.config import TrainerOptions
-from dltrain.data.splits import DataMeta
+from dltrain.data.splits import DataSplits
+from dltrain.data.transforms import BatchTransform
 from dltrain.metrics import compute_metrics
 from dltrain.optim import Schedule
 from dltrain.regularization import L1, EarlyStopping, GradClip
@@ -37,13 +38,26 @@ class DivergedError(RuntimeError):
 
 @dataclass
 class StepOptions:
-    """What each training step needs besides the model, data, loss and optimizer."""
+    """How each batch is run: device, input transform, precision, per-step regularization."""
 
     device: torch.device
+    transform: BatchTransform | None = None
+    amp_dtype: torch.dtype | None = None  # autocast dtype for mixed precision; None: float32
+    scaler: torch.amp.GradScaler | None = None  # float16 only
     l1: L1 | None = None
     grad_clip: GradClip | None = None
     schedule: Schedule | None = None  # stepped here only when it is per-batch
     log_every_n_steps: int = 10
+
+    def inputs(self, x: torch.Tensor, train: bool) -> torch.Tensor:
+        """A batch of inputs on the device, transformed."""
+        x = x.to(self.device, non_blocking=True)
+        return self.transform(x, train) if self.transform is not None else x
+
+    def autocast(self) -> torch.autocast:
+        """Mixed-precision context for the forward pass (a no-op for float32)."""
+        dtype = self.amp_dtype or torch.float32
+        return torch.autocast(self.device.type, dtype=dtype, enabled=self.amp_dtype is not None)
 
 
 @dataclass
@@ -52,12 +66,11 @@ class Parts:
 
     cfg: DictConfig
     trainer: TrainerOptions
-    meta: DataMeta
-    device: torch.device
+    data: DataSplits
+    opts: StepOptions
     model: nn.Module
     loss_fn: nn.Module
     optimizer: torch.optim.Optimizer
-    schedule: Schedule | None
     regs: dict[str, Any]
     batches: dict[str, Any]  # "train", and "val"/"test" when the dataset has them
     run_dir: Path
@@ -91,16 +104,27 @@ def train_one_epoch(
     total = torch.zeros((), device=opts.device)
     window = torch.zeros((), device=opts.device)
     samples = window_steps = 0
+    scaler = opts.scaler
     for x, y in batches:
-        x, y = x.to(opts.device, non_blocking=True), y.to(opts.device, non_blocking=True)
-        loss = loss_fn(model(x).float(), y)
+        x, y = opts.inputs(x, train=True), y.to(opts.device, non_blocking=True)
+        with opts.autocast():
+            outputs = model(x)
+        loss = loss_fn(outputs.float(), y)  # outside autocast: some losses are unsafe in fp16
         if not torch.isfinite(loss):  # before the update, so the weights stay finite
             raise DivergedError(step + 1, loss.item())
         objective = loss + opts.l1.penalty(model) if opts.l1 else loss
         optimizer.zero_grad(set_to_none=True)
-        objective.backward()
-        grad_norm = opts.grad_clip.clip(params) if opts.grad_clip else None
-        optimizer.step()
+        (scaler.scale(objective) if scaler else objective).backward()
+        grad_norm = None
+        if opts.grad_clip:
+            if scaler:
+                scaler.unscale_(optimizer)
+            grad_norm = opts.grad_clip.clip(params)
+        if scaler:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
         if opts.schedule is not None and opts.schedule.interval == "step":
             opts.schedule.step()
         step += 1
@@ -108,10 +132,8 @@ def train_one_epoch(
         window += loss.detach()
         samples, window_steps = samples + len(y), window_steps + 1
         if step % opts.log_every_n_steps == 0:
-            values = {
-                "train/loss": (window / window_steps).item(),
-                "lr": optimizer.param_groups[0]["lr"],
-            }
+            lr = optimizer.param_groups[0]["lr"]
+            values = {"train/loss": (window / window_steps).item(), "lr": lr}
             if grad_norm is not None:
                 values["train/grad_norm"] = grad_norm.item()
             log_scalars(values, step)
@@ -125,19 +147,21 @@ def evaluate(
     model: nn.Module,
     batches: Iterable,
     loss_fn: nn.Module,
-    device: torch.device,
+    opts: StepOptions,
     task: str,
     prefix: str,
 ) -> tuple[dict[str, float], torch.Tensor, torch.Tensor]:
     """Loss and task metrics over a whole split as `prefix/metric`; also raw outputs and targets."""
     model.eval()
     outputs, targets = [], []
-    loss_sum = torch.zeros((), device=device)
+    loss_sum = torch.zeros((), device=opts.device)
     for x, y in batches:
-        out = model(x.to(device, non_blocking=True)).float()
-        loss_sum += loss_fn(out, y.to(device, non_blocking=True)) * len(y)
+        with opts.autocast():
+            out = model(opts.inputs(x, train=False))
+        out = out.float()
+        loss_sum += loss_fn(out, y.to(opts.device, non_blocking=True)) * len(y)
         outputs.append(out.cpu())
-        targets.append(y)
+        targets.append(y.cpu())
     outputs, targets = torch.cat(outputs), torch.cat(targets)
     metrics = {"loss": (loss_sum / len(targets)).item(), **compute_metrics(outputs, targets, task)}
     return {f"{prefix}/{k}": v for k, v in metrics.items()}, outputs, targets
@@ -145,30 +169,27 @@ def evaluate(
 
 def fit(parts: Parts, state: FitState) -> None:
     """Epochs of training and validation, with checkpoints, schedules and early stopping."""
-    trainer, regs = parts.trainer, parts.regs
-    early_stopping: EarlyStopping | None = regs.get("early_stopping")
-    step_opts = StepOptions(
-        parts.device,
-        regs.get("l1"),
-        regs.get("grad_clip"),
-        parts.schedule,
-        trainer.log_every_n_steps,
-    )
+    trainer = parts.trainer
+    early_stopping: EarlyStopping | None = parts.regs.get("early_stopping")
     train_batches = parts.batches["train"]
     with parts.tracker.progress() as progress:
         # One bar per epoch: track() restarts it at 0 of len(train_batches) every epoch.
         bar = progress.add_task("training", total=len(train_batches), status="")
         for epoch in range(state.epoch + 1, trainer.epochs + 1):
             progress.update(bar, description=f"epoch {epoch}/{trainer.epochs}")
-            metrics = fit_epoch(parts, state, progress.track(train_batches, task_id=bar), step_opts)
-            if parts.schedule is not None and parts.schedule.interval == "epoch":
-                parts.schedule.step(metrics)
+            metrics = fit_epoch(parts, state, progress.track(train_batches, task_id=bar))
+            schedule = parts.opts.schedule
+            if schedule is not None and schedule.interval == "epoch":
+                schedule.step(metrics)
             state.stopped_early = bool(early_stopping and early_stopping.should_stop(metrics))
             if improved(state, metrics, trainer):
                 state.best_value, state.best_epoch = metrics.get(trainer.monitor), epoch
                 state.best_metrics = metrics
                 save_checkpoint(parts, state, "best.pt")
             save_checkpoint(parts, state, "last.pt")
+            every = trainer.histogram_every_n_epochs
+            if every and epoch % every == 0:
+                parts.tracker.histograms(parts.model, state.step)
             shown = list(metrics.items())[:3]  # train/loss, val/loss and the first task metric
             progress.update(bar, status="  ".join(f"{k} {v:.4f}" for k, v in shown))
             if state.stopped_early:
@@ -179,7 +200,7 @@ def fit(parts: Parts, state: FitState) -> None:
                 break
 
 
-def fit_epoch(parts: Parts, state: FitState, train_batches: Iterable, opts: StepOptions) -> dict:
+def fit_epoch(parts: Parts, state: FitState, train_batches: Iterable) -> dict[str, float]:
     """Train one epoch, validate, log; returns {"train/loss": epoch mean, "val/...": ...}."""
     train_loss, state.step = train_one_epoch(
         parts.model,
@@ -187,14 +208,19 @@ def fit_epoch(parts: Parts, state: FitState, train_batches: Iterable, opts: Step
         parts.loss_fn,
         parts.optimizer,
         state.step,
-        opts,
+        parts.opts,
         parts.tracker.scalars,
     )
     state.epoch += 1
     metrics = {"train/loss": train_loss}
     if "val" in parts.batches:
         val, _, _ = evaluate(
-            parts.model, parts.batches["val"], parts.loss_fn, parts.device, parts.meta.task, "val"
+            parts.model,
+            parts.batches["val"],
+            parts.loss_fn,
+            parts.opts,
+            parts.data.meta.task,
+            "val",
         )
         metrics.update(val)
     val_only = {k: v for k, v in metrics.items() if k.startswith("val/")}
@@ -215,11 +241,13 @@ def improved(state: FitState, metrics: dict[str, float], trainer: TrainerOptions
 def save_checkpoint(parts: Parts, state: FitState, name: str) -> None:
     """Write the one checkpoint dict (atomically) to checkpoints/<name>."""
     early_stopping = parts.regs.get("early_stopping")
+    schedule, scaler = parts.opts.schedule, parts.opts.scaler
     checkpoint.save_atomic(
         {
             "model": parts.model.state_dict(),
             "optimizer": parts.optimizer.state_dict(),
-            "scheduler": parts.schedule.scheduler.state_dict() if parts.schedule else None,
+            "scheduler": schedule.scheduler.state_dict() if schedule else None,
+            "scaler": scaler.state_dict() if scaler else None,
             "epoch": state.epoch,
             "step": state.step,
             "best": {
@@ -231,7 +259,7 @@ def save_checkpoint(parts: Parts, state: FitState, name: str) -> None:
             "early_stopping": early_stopping.state_dict() if early_stopping else None,
             "rng": checkpoint.rng_states(),
             "config": OmegaConf.to_container(parts.cfg, resolve=True),
-            "data_meta": parts.meta.to_dict(),
+            "data_meta": parts.data.meta.to_dict(),
             "dltrain_version": __version__,
         },
         parts.run_dir / "checkpoints" / name,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -15,8 +16,10 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams as hparams_summary
+from torchvision.utils import make_grid
 
 
 class Tracker:
@@ -41,6 +44,44 @@ class Tracker:
         file_writer = self.writer._get_file_writer()
         for summary in (experiment, session_start, session_end):
             file_writer.add_summary(summary)
+
+    def images(self, tag: str, images: torch.Tensor, step: int = 0) -> None:
+        """Log a batch of images (N, C, H, W; uint8 or float in [0, 1]) as one grid."""
+        if images.dtype == torch.uint8:
+            images = images.float() / 255
+        grid = make_grid(images, nrow=int(len(images) ** 0.5 + 0.999), padding=2, pad_value=1.0)
+        self.writer.add_image(tag, grid, step)
+
+    def confusion_figure(
+        self, tag: str, matrix: list[list[int]], labels: list[str], step: int = 0
+    ) -> None:
+        """Log a confusion matrix as a heat-map figure (rows true, columns predicted)."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from matplotlib import pyplot as plt
+
+        size = min(2 + 0.5 * len(labels), 12)
+        fig, ax = plt.subplots(figsize=(size, size))
+        ax.imshow(matrix, cmap="Blues")
+        ax.set(
+            xticks=range(len(labels)), yticks=range(len(labels)), xlabel="predicted", ylabel="true"
+        )
+        ax.set_xticklabels(labels, rotation=90)
+        ax.set_yticklabels(labels)
+        if len(labels) <= 20:
+            top = max(max(row) for row in matrix) or 1
+            for i, row in enumerate(matrix):
+                for j, count in enumerate(row):
+                    color = "white" if count > top / 2 else "black"
+                    ax.text(j, i, str(count), ha="center", va="center", color=color, fontsize=8)
+        fig.tight_layout()
+        self.writer.add_figure(tag, fig, step)  # closes the figure
+
+    def histograms(self, model: nn.Module, step: int) -> None:
+        """Log a histogram of every parameter tensor."""
+        for name, param in model.named_parameters():
+            self.writer.add_histogram(f"weights/{name}", param.detach().float().cpu(), step)
 
     def progress(self) -> Progress:
         """A progress bar showing epoch, steps, timing and the latest metrics."""

@@ -12,18 +12,20 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from torch import nn
 
 from dltrain import checkpoint
-from dltrain.config import TrainerOptions, check_config, options, task_problems
-from dltrain.data.batches import make_batches
+from dltrain.config import PRECISIONS, TrainerOptions, check_config, options, task_problems
+from dltrain.data.batches import make_batches, samples
 from dltrain.data.splits import DataMeta
+from dltrain.data.transforms import BatchTransform
 from dltrain.device import seed_everything, select_device
-from dltrain.loop import DivergedError, FitState, Parts, evaluate, fit
+from dltrain.loop import DivergedError, FitState, Parts, StepOptions, evaluate, fit
 from dltrain.losses import num_outputs
-from dltrain.metrics import confusion_matrix
+from dltrain.metrics import confusion_matrix, predictions
 from dltrain.registry import (
     DATASETS,
     INITIALIZERS,
@@ -58,7 +60,7 @@ def run(cfg: DictConfig, run_dir: Path, console: Console | None = None) -> dict[
         summary.update(
             wall_time_s=round(time.perf_counter() - started, 3),
             seed=parts.trainer.seed,
-            device=str(parts.device),
+            device=str(parts.opts.device),
             epochs_completed=state.epoch,
         )
         checkpoint.save_json_atomic(summary, parts.run_dir / "metrics.json")
@@ -80,16 +82,20 @@ def build(cfg: DictConfig, run_dir: Path, console: Console | None) -> Parts:
         raise ConfigError(problems)
     regs = build_regularizers(options(cfg.get("regularization") or {}))
     model = build_model(cfg, data.meta, regs).to(device)
+    if trainer.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     loss_fn = LOSSES.build(cfg.loss.name, options(cfg.loss)).to(device)
     optimizer_kwargs = options(cfg.optimizer)
     if "l2" in regs:
         optimizer_kwargs["weight_decay"] = regs["l2"].weight_decay
     optimizer = OPTIMIZERS.build(cfg.optimizer.name, optimizer_kwargs, params=model.parameters())
+    if trainer.compile:
+        model.compile()  # in place: state_dict keys stay those of the plain model
 
     splits = {"train": data.train, "val": data.val, "test": data.test}
     batches = {
         name: make_batches(
-            ds, trainer.batch_size, name == "train", trainer.seed, trainer.num_workers
+            ds, trainer.batch_size, name == "train", trainer.seed, trainer.num_workers, device
         )
         for name, ds in splits.items()
         if ds is not None
@@ -101,12 +107,24 @@ def build(cfg: DictConfig, run_dir: Path, console: Console | None) -> Parts:
         epochs=trainer.epochs,
         steps_per_epoch=len(batches["train"]),
     )
+    opts = StepOptions(
+        device=device,
+        transform=BatchTransform.for_data(data.meta.preprocessing, trainer.channels_last),
+        amp_dtype=PRECISIONS[trainer.precision],
+        scaler=torch.amp.GradScaler(device.type) if trainer.precision == "16-mixed" else None,
+        l1=regs.get("l1"),
+        grad_clip=regs.get("grad_clip"),
+        schedule=schedule,
+        log_every_n_steps=trainer.log_every_n_steps,
+    )
 
     run_dir.mkdir(parents=True, exist_ok=True)
     resolved = OmegaConf.to_yaml(cfg, resolve=True)
     (run_dir / "config.yaml").write_text(resolved)
     tracker = Tracker(run_dir, console)
     tracker.text("config", f"```yaml\n{resolved}```")
+    if len(data.meta.input_shape) == 3:  # images: show what the model is fed
+        tracker.images("train/samples", samples(data.train, list(range(min(64, len(data.train))))))
     size = sum(p.numel() for p in model.parameters())
     log.info(
         f"run dir {run_dir} | device {device} | {cfg.model.name} ({size:,} parameters) on "
@@ -115,12 +133,11 @@ def build(cfg: DictConfig, run_dir: Path, console: Console | None) -> Parts:
     return Parts(
         cfg=cfg,
         trainer=trainer,
-        meta=data.meta,
-        device=device,
+        data=data,
+        opts=opts,
         model=model,
         loss_fn=loss_fn,
         optimizer=optimizer,
-        schedule=schedule,
         regs=regs,
         batches=batches,
         run_dir=run_dir,
@@ -154,18 +171,16 @@ def finish(parts: Parts, state: FitState) -> dict[str, Any]:
     checkpoint.save_atomic(parts.model.state_dict(), parts.run_dir / "model.pt")
     final = {k: v for k, v in state.best_metrics.items() if k.startswith("val/")}
     matrices = {}
+    meta = parts.data.meta
     if "test" in parts.batches:
         test, outputs, targets = evaluate(
-            parts.model, parts.batches["test"], parts.loss_fn, parts.device, parts.meta.task, "test"
+            parts.model, parts.batches["test"], parts.loss_fn, parts.opts, meta.task, "test"
         )
         final.update(test)
         parts.tracker.scalars(test, state.step)
-        if parts.meta.task != "regression":
-            matrices["test"] = confusion_matrix(
-                outputs, targets, parts.meta.task, parts.meta.num_classes
-            )
-            labels = parts.meta.class_names or [str(i) for i in range(parts.meta.num_classes)]
-            parts.tracker.text("test/confusion_matrix", markdown_matrix(matrices["test"], labels))
+        if meta.task != "regression":
+            matrices["test"] = confusion_matrix(outputs, targets, meta.task, meta.num_classes)
+            log_test_visuals(parts, outputs, targets, matrices["test"], state.step)
     best_val = {f"best/{k}": v for k, v in final.items() if k.startswith("val/")}
     parts.tracker.scalars(best_val, state.step)
     parts.tracker.hparams(
@@ -185,3 +200,23 @@ def finish(parts: Parts, state: FitState) -> dict[str, Any]:
         "confusion_matrix": matrices,
         "steps": state.step,
     }
+
+
+def log_test_visuals(
+    parts: Parts, outputs: torch.Tensor, targets: torch.Tensor, matrix: list[list[int]], step: int
+) -> None:
+    """The confusion matrix as text and figure; for images, a grid of misclassified test images."""
+    meta, tracker = parts.data.meta, parts.tracker
+    labels = meta.class_names or [str(i) for i in range(meta.num_classes)]
+    tracker.text("test/confusion_matrix", markdown_matrix(matrix, labels), step)
+    tracker.confusion_figure("test/confusion_matrix_plot", matrix, labels, step)
+    predicted = predictions(outputs, meta.task)
+    wrong = (predicted != targets).nonzero().flatten()[:64].tolist()
+    if len(meta.input_shape) != 3 or not wrong:
+        return
+    tracker.images("test/misclassified", samples(parts.data.test, wrong), step)
+    lines = [
+        f"{n}. true {labels[targets[i]]}, predicted {labels[predicted[i]]}"
+        for n, i in enumerate(wrong, 1)
+    ]
+    tracker.text("test/misclassified", "\n".join(lines), step)

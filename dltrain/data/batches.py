@@ -15,8 +15,15 @@ class TensorBatches:
     much faster than a DataLoader.
     """
 
-    def __init__(self, dataset: TensorDataset, batch_size: int, shuffle: bool, seed: int):
-        self.tensors = dataset.tensors
+    def __init__(
+        self,
+        dataset: TensorDataset,
+        batch_size: int,
+        shuffle: bool,
+        seed: int,
+        device: torch.device | str = "cpu",
+    ):
+        self.tensors = tuple(t.to(device) for t in dataset.tensors)  # moved once, not per batch
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.generator = torch.Generator().manual_seed(seed)
@@ -31,16 +38,21 @@ class TensorBatches:
             if order is None:
                 yield tuple(t[start : start + self.batch_size] for t in self.tensors)
             else:
-                index = order[start : start + self.batch_size]
+                index = order[start : start + self.batch_size].to(self.tensors[0].device)
                 yield tuple(t[index] for t in self.tensors)
 
 
 def make_batches(
-    dataset: Dataset, batch_size: int, shuffle: bool, seed: int, num_workers: int = 0
+    dataset: Dataset,
+    batch_size: int,
+    shuffle: bool,
+    seed: int,
+    num_workers: int = 0,
+    device: torch.device | str = "cpu",
 ) -> Iterable:
-    """The fastest batch iterator that fits the dataset."""
+    """The fastest batch iterator that fits the dataset (in-memory tensors live on `device`)."""
     if isinstance(dataset, TensorDataset):
-        return TensorBatches(dataset, batch_size, shuffle, seed)
+        return TensorBatches(dataset, batch_size, shuffle, seed, device)
     return DataLoader(
         dataset,
         batch_size=batch_size,
@@ -48,4 +60,12 @@ def make_batches(
         num_workers=num_workers,
         generator=torch.Generator().manual_seed(seed),
         persistent_workers=num_workers > 0,
+        pin_memory=torch.device(device).type == "cuda",
     )
+
+
+def samples(dataset: Dataset, indices: list[int]) -> torch.Tensor:
+    """The inputs at `indices` stacked into one tensor, as stored (e.g. uint8 images)."""
+    if isinstance(dataset, TensorDataset):
+        return dataset.tensors[0][indices]
+    return torch.stack([torch.as_tensor(dataset[i][0]) for i in indices])

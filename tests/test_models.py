@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -7,10 +9,16 @@ from torch import nn
 from dltrain.registry import INITIALIZERS, MODELS
 
 
+INPUT_SHAPES = {"flat": (6,), "image": (3, 32, 32)}
+
+
 @pytest.mark.parametrize("name", MODELS.names())
 def test_every_model_does_forward_and_backward(name: str) -> None:
-    model = MODELS.build(name, {}, in_features=6, out_features=3, input_shape=(6,), num_classes=3)
-    out = model(torch.randn(5, 6))
+    shape = INPUT_SHAPES[MODELS.info(name).get("input", "flat")]
+    model = MODELS.build(
+        name, {}, in_features=math.prod(shape), out_features=3, input_shape=shape, num_classes=3
+    )
+    out = model(torch.randn(5, *shape))
     assert out.shape == (5, 3)
     out.sum().backward()
     assert all(p.grad is not None for p in model.parameters())

@@ -58,7 +58,7 @@ def _fitting_overrides(group: str, option: str) -> list[str]:
         return FITTING[LOSSES.info(option)["tasks"][0]][:1]
     if group == "dataset":
         task = expected_task(compose_config(f"dataset={option}").dataset)
-        return FITTING[task][1:]
+        return FITTING[task or "multiclass"][1:]  # None: known after loading (image_folder)
     return []
 
 

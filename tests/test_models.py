@@ -8,7 +8,6 @@ from torch import nn
 
 from dltrain.registry import INITIALIZERS, MODELS
 
-
 INPUT_SHAPES = {"flat": (6,), "image": (3, 32, 32)}
 
 

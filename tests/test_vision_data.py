@@ -233,3 +233,16 @@ def test_real_shared_data(name: str, folder: str) -> None:
         assert counts == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
     else:
         assert counts == [1000] * 10
+
+
+def test_one_epoch_of_the_reference_recipe_on_real_mnist(tmp_path: Path) -> None:
+    if not (SHARED / "mnist").is_dir():
+        pytest.skip(f"{SHARED / 'mnist'} is absent (the real data lives outside the repo)")
+    cfg = compose_config(
+        "experiment=mnist_cnn",
+        f"dataset.data_dir={SHARED / 'mnist'}",
+        "trainer.epochs=1",
+        "trainer.device=cpu",
+    )
+    summary = run(cfg, tmp_path)
+    assert summary["metrics"]["test/acc"] > 0.97

@@ -71,7 +71,7 @@ def dataloader_epoch(raw_dir: Path, batch_size: int, workers: int) -> Callable[[
     return lambda: plain_epoch(loader)
 
 
-def tensors_epoch(images: torch.Tensor, labels: torch.Tensor, batch_size: int) -> Callable[[], None]:
+def tensors_epoch(images: torch.Tensor, labels: torch.Tensor, batch_size: int) -> Callable:
     """Variant b: pre-normalised float tensors, sliced by a shuffled index."""
     x = (images.float() / 255 - MEAN) / STD
 
@@ -87,10 +87,17 @@ def tensors_epoch(images: torch.Tensor, labels: torch.Tensor, batch_size: int) -
 def dltrain_parts(data_dir: str, overrides: list[str]) -> Parts:
     """Everything dltrain builds for `experiment=mnist_cnn` (without a validation split)."""
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=[
-            "experiment=mnist_cnn", f"dataset.data_dir={data_dir}", "dataset.val_fraction=0",
-            "trainer.monitor=train/loss", "trainer.device=cpu", *overrides,
-        ])  # fmt: skip
+        cfg = compose(
+            "config",
+            overrides=[
+                "experiment=mnist_cnn",
+                f"dataset.data_dir={data_dir}",
+                "dataset.val_fraction=0",
+                "trainer.monitor=train/loss",
+                "trainer.device=cpu",
+                *overrides,
+            ],
+        )
     quiet = Console(file=open(os.devnull, "w"))  # noqa: SIM115 - lives as long as the process
     return build(cfg, Path(tempfile.mkdtemp(prefix="mnist-dltrain-")), quiet)
 
@@ -106,8 +113,15 @@ def dltrain_epoch(parts: Parts) -> Callable[[], None]:
         batches = parts.batches["train"]
         with parts.tracker.progress() as progress:
             bar = progress.add_task("epoch", total=len(batches), status="")
-            train_one_epoch(model, progress.track(batches, task_id=bar), parts.loss_fn,
-                            optimizer, 0, parts.opts, parts.tracker.scalars)  # fmt: skip
+            train_one_epoch(
+                model,
+                progress.track(batches, task_id=bar),
+                parts.loss_fn,
+                optimizer,
+                0,
+                parts.opts,
+                parts.tracker.scalars,
+            )
 
     return epoch
 
@@ -139,9 +153,11 @@ def main() -> None:
             print(f"repeat {repeat + 1}: {name:<10} {times[name][-1]:6.2f} s", flush=True)
 
     medians = {name: statistics.median(t) for name, t in times.items()}
-    print(f"\n{len(images)} images per epoch, batch {args.batch_size}, "
-          f"{torch.get_num_threads()} torch threads, DataLoader workers {args.workers}, "
-          f"dltrain overrides: {' '.join(args.dltrain) or 'none'}")  # fmt: skip
+    print(
+        f"\n{len(images)} images per epoch, batch {args.batch_size}, "
+        f"{torch.get_num_threads()} torch threads, DataLoader workers {args.workers}, "
+        f"dltrain overrides: {' '.join(args.dltrain) or 'none'}"
+    )
     print("| variant | median s/epoch | images/s | dltrain speed-up over it |")
     print("|---|---|---|---|")
     for name, median in medians.items():

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import gzip
 import pickle
+import shutil
 import stat
 import struct
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -120,7 +122,8 @@ def test_a_read_only_folder_is_read_in_place(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.rglob("*")) == before
 
 
-def test_cifar10_python_batches(tmp_path: Path) -> None:
+@pytest.mark.parametrize("archive", [False, True])
+def test_cifar10_python_batches(tmp_path: Path, archive: bool) -> None:
     folder = tmp_path / "cifar-10-batches-py"
     folder.mkdir()
     rng = np.random.default_rng(0)
@@ -130,8 +133,13 @@ def test_cifar10_python_batches(tmp_path: Path) -> None:
             b"labels": [i % 10 for i in range(20)],
         }
         (folder / name).write_bytes(pickle.dumps(batch))
+    if archive:  # the official cifar-10-python.tar.gz, read without extracting
+        with tarfile.open(tmp_path / "cifar-10-python.tar.gz", "w:gz") as tar:
+            tar.add(folder, arcname="cifar-10-batches-py")
+        shutil.rmtree(folder)
     data = DATASETS.build("cifar10", options("cifar10", data_dir=str(tmp_path)))
     assert data.train.tensors[0].shape == (90, 3, 32, 32) and len(data.val) == 10
+    assert not folder.exists() or not archive
     assert len(data.test) == 20 and data.meta.preprocessing["augment"] == {
         "crop_padding": 4,
         "hflip": True,

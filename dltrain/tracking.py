@@ -56,10 +56,7 @@ class Tracker:
         self, tag: str, matrix: list[list[int]], labels: list[str], step: int = 0
     ) -> None:
         """Log a confusion matrix as a heat-map figure (rows true, columns predicted)."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        from matplotlib import pyplot as plt
+        plt = _pyplot()
 
         size = min(2 + 0.5 * len(labels), 12)
         fig, ax = plt.subplots(figsize=(size, size))
@@ -77,6 +74,24 @@ class Tracker:
                     ax.text(j, i, str(count), ha="center", va="center", color=color, fontsize=8)
         fig.tight_layout()
         self.writer.add_figure(tag, fig, step)  # closes the figure
+
+    def regression_figure(
+        self, tag: str, predicted: torch.Tensor, actual: torch.Tensor, step: int = 0
+    ) -> None:
+        """Log predicted and actual values (first target) in split order and as a scatter."""
+        plt = _pyplot()
+        pred, true = predicted[:, 0].float().numpy(), actual[:, 0].float().numpy()
+        fig, (series, scatter) = plt.subplots(1, 2, figsize=(10, 4))
+        series.plot(true, label="actual")
+        series.plot(pred, label="predicted", linestyle="--")
+        series.set(xlabel="sample (split order)", ylabel="target")
+        series.legend()
+        scatter.scatter(true, pred, s=6)
+        low, high = float(min(true.min(), pred.min())), float(max(true.max(), pred.max()))
+        scatter.plot([low, high], [low, high], color="grey", linewidth=1)
+        scatter.set(xlabel="actual", ylabel="predicted")
+        fig.tight_layout()
+        self.writer.add_figure(tag, fig, step)
 
     def histograms(self, model: nn.Module, step: int) -> None:
         """Log a histogram of every parameter tensor."""
@@ -128,3 +143,13 @@ def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[name] = value if isinstance(value, bool | int | float | str) else str(value)
     return flat
+
+
+def _pyplot():
+    """matplotlib's pyplot on the file-only Agg backend (imported on first use: it is slow)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    return pyplot

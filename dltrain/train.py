@@ -178,7 +178,11 @@ def finish(parts: Parts, state: FitState) -> dict[str, Any]:
         )
         final.update(test)
         parts.tracker.scalars(test, state.step)
-        if meta.task != "regression":
+        if meta.task == "regression":
+            parts.tracker.regression_figure(
+                "test/predicted_vs_actual", outputs, targets, state.step
+            )
+        else:
             matrices["test"] = confusion_matrix(outputs, targets, meta.task, meta.num_classes)
             log_test_visuals(parts, outputs, targets, matrices["test"], state.step)
     best_val = {f"best/{k}": v for k, v in final.items() if k.startswith("val/")}

@@ -8,7 +8,7 @@ from torch import nn
 
 from dltrain.registry import INITIALIZERS, MODELS
 
-INPUT_SHAPES = {"flat": (6,), "image": (3, 32, 32)}
+INPUT_SHAPES = {"flat": (6,), "image": (3, 32, 32), "sequence": (5, 6)}
 
 
 @pytest.mark.parametrize("name", MODELS.names())

@@ -24,8 +24,7 @@ class BatchTransform:
     ):
         self.mean = self.std = None
         if normalize:
-            self.mean = torch.tensor(normalize["mean"]).view(1, -1, 1, 1)
-            self.std = torch.tensor(normalize["std"]).view(1, -1, 1, 1)
+            self.mean, self.std = torch.tensor(normalize["mean"]), torch.tensor(normalize["std"])
         self.crop_padding = crop_padding
         self.hflip = hflip
         self.channels_last = channels_last
@@ -52,7 +51,8 @@ class BatchTransform:
         if self.mean is not None:
             if self.mean.device != x.device:
                 self.mean, self.std = self.mean.to(x.device), self.std.to(x.device)
-            x = (x - self.mean) / self.std
+            shape = (1, -1) + (1,) * (x.dim() - 2)  # per channel: dim 1 of (N, C, ...)
+            x = (x - self.mean.view(shape)) / self.std.view(shape)
         if self.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         return x

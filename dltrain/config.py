@@ -29,7 +29,7 @@ from dltrain.registry import (
 
 # Values the training recipe passes to builders itself; they are not config options.
 RUNTIME = {
-    "model": ("in_features", "out_features", "input_shape", "num_classes"),
+    "model": ("in_features", "out_features", "input_shape", "num_classes", "vocab"),
     "dataset": (),
     "optimizer": ("params",),
     "loss": (),

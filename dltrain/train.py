@@ -121,6 +121,8 @@ def build(cfg: DictConfig, run_dir: Path, console: Console | None) -> Parts:
     run_dir.mkdir(parents=True, exist_ok=True)
     resolved = OmegaConf.to_yaml(cfg, resolve=True)
     (run_dir / "config.yaml").write_text(resolved)
+    if tokenizer := data.meta.preprocessing.get("tokenizer"):  # reused to encode new text
+        (run_dir / "tokenizer.json").write_text(tokenizer)
     tracker = Tracker(run_dir, console)
     tracker.text("config", f"```yaml\n{resolved}```")
     if len(data.meta.input_shape) == 3:  # images: show what the model is fed
@@ -159,6 +161,7 @@ def build_model(cfg: DictConfig, meta: DataMeta, regs: dict[str, Any]) -> nn.Mod
         out_features=num_outputs(meta, cfg.loss.name),
         input_shape=tuple(meta.input_shape),
         num_classes=meta.num_classes,
+        vocab=meta.vocab,
     )
     init = cfg.model.get("init") or {"name": "default"}
     return INITIALIZERS.build(init["name"], options(init), model=model)

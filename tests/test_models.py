@@ -8,16 +8,30 @@ from torch import nn
 
 from dltrain.registry import INITIALIZERS, MODELS
 
-INPUT_SHAPES = {"flat": (6,), "image": (3, 32, 32), "sequence": (5, 6)}
+INPUT_SHAPES = {"flat": (6,), "image": (3, 32, 32), "sequence": (5, 6), "tokens": (7,)}
+VOCAB = ["[PAD]", "[UNK]"] + [f"w{i}" for i in range(18)]
+
+
+def example_batch(kind: str) -> torch.Tensor:
+    """Five inputs of the kind a model declares (token ids for text models)."""
+    shape = INPUT_SHAPES[kind]
+    return torch.randint(1, len(VOCAB), (5, *shape)) if kind == "tokens" else torch.randn(5, *shape)
 
 
 @pytest.mark.parametrize("name", MODELS.names())
 def test_every_model_does_forward_and_backward(name: str) -> None:
-    shape = INPUT_SHAPES[MODELS.info(name).get("input", "flat")]
+    kind = MODELS.info(name).get("input", "flat")
+    shape = INPUT_SHAPES[kind]
     model = MODELS.build(
-        name, {}, in_features=math.prod(shape), out_features=3, input_shape=shape, num_classes=3
+        name,
+        {},
+        in_features=math.prod(shape),
+        out_features=3,
+        input_shape=shape,
+        num_classes=3,
+        vocab=VOCAB,
     )
-    out = model(torch.randn(5, *shape))
+    out = model(example_batch(kind))
     assert out.shape == (5, 3)
     out.sum().backward()
     assert all(p.grad is not None for p in model.parameters())

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 import torch
+from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 
@@ -42,6 +43,56 @@ class TensorBatches:
                 yield tuple(t[index] for t in self.tensors)
 
 
+class TokenDataset(Dataset):
+    """Token id sequences of varying length (int64, 0 is padding) and their labels."""
+
+    def __init__(self, ids: list[torch.Tensor], labels: torch.Tensor):
+        self.ids, self.labels = ids, labels
+        self.lengths = torch.tensor([len(t) for t in ids])
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.ids[i], self.labels[i]
+
+
+class TokenBatches:
+    """Padded batches of similar-length sequences (bucketing), reshuffled each epoch.
+
+    Each pool of `pool` batches' worth of shuffled samples is sorted by length before it is cut
+    into batches, so little padding is computed; the batches are then shuffled.
+    """
+
+    def __init__(
+        self,
+        dataset: TokenDataset,
+        batch_size: int,
+        shuffle: bool,
+        seed: int,
+        device: torch.device | str = "cpu",
+        pool: int = 50,
+    ):
+        self.dataset, self.batch_size, self.shuffle, self.pool = dataset, batch_size, shuffle, pool
+        self.generator = torch.Generator().manual_seed(seed)
+        self.device = device
+
+    def __len__(self) -> int:
+        return -(-len(self.dataset) // self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        n, lengths = len(self.dataset), self.dataset.lengths
+        order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
+        pools = order.split(self.batch_size * self.pool)
+        order = torch.cat([p[lengths[p].argsort(descending=True, stable=True)] for p in pools])
+        batches = list(order.split(self.batch_size))
+        if self.shuffle:
+            batches = [batches[i] for i in torch.randperm(len(batches), generator=self.generator)]
+        for index in batches:
+            ids = pad_sequence([self.dataset.ids[i] for i in index], batch_first=True)
+            yield ids.to(self.device), self.dataset.labels[index].to(self.device)
+
+
 def make_batches(
     dataset: Dataset,
     batch_size: int,
@@ -53,6 +104,8 @@ def make_batches(
     """The fastest batch iterator that fits the dataset (in-memory tensors live on `device`)."""
     if isinstance(dataset, TensorDataset):
         return TensorBatches(dataset, batch_size, shuffle, seed, device)
+    if isinstance(dataset, TokenDataset):
+        return TokenBatches(dataset, batch_size, shuffle, seed, device)
     return DataLoader(
         dataset,
         batch_size=batch_size,

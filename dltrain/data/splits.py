@@ -27,6 +27,7 @@ class DataMeta:
     num_targets: int = 1  # regression only
     class_names: list[str] | None = None
     feature_names: list[str] | None = None
+    vocab: list[str] | None = None  # text: token of each id (0 is padding)
     preprocessing: dict[str, Any] = field(default_factory=dict)  # e.g. standardisation stats
 
     def to_dict(self) -> dict[str, Any]:

@@ -1,0 +1,238 @@
+"""Text classification datasets, tokenised with HF `tokenizers` trained on the train split only.
+
+The trained tokenizer travels in meta.preprocessing (saved as tokenizer.json in the run dir and
+inside checkpoints), so evaluation and prediction encode text exactly as training did.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from sklearn.model_selection import train_test_split
+
+from dltrain.data.batches import TokenDataset
+from dltrain.data.splits import DataMeta, DataSplits, check_fractions
+from dltrain.data.text_files import Texts, read_ag_news, read_imdb, read_sst2, read_text_csv
+from dltrain.data.vision import data_root
+from dltrain.registry import DATASETS, ConfigError
+
+SPECIALS = ["[PAD]", "[UNK]"]  # ids 0 and 1: the models treat id 0 as padding
+Kind = Literal["word", "wordpiece", "bpe"]
+
+
+def train_tokenizer(
+    texts: list[str], kind: str, vocab_size: int, min_frequency: int, lowercase: bool
+):
+    """A word-level (default), WordPiece or BPE tokenizer trained on `texts`."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+
+    model, trainer = {
+        "word": (models.WordLevel(unk_token="[UNK]"), trainers.WordLevelTrainer),
+        "wordpiece": (models.WordPiece(unk_token="[UNK]"), trainers.WordPieceTrainer),
+        "bpe": (models.BPE(unk_token="[UNK]"), trainers.BpeTrainer),
+    }[kind]
+    tokenizer = Tokenizer(model)
+    if lowercase:
+        tokenizer.normalizer = normalizers.Lowercase()
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()  # words and punctuation
+    tokenizer.train_from_iterator(
+        texts, trainer(vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=SPECIALS)
+    )
+    return tokenizer
+
+
+def encode(tokenizer, texts: list[str], max_length: int) -> list[torch.Tensor]:
+    """Token ids per text, truncated to max_length; an empty text becomes one [UNK]."""
+    encodings = tokenizer.encode_batch(texts)
+    return [torch.tensor(e.ids[:max_length] or [1], dtype=torch.int64) for e in encodings]
+
+
+def text_splits(
+    splits: dict[str, Texts],
+    *,
+    classes: list[str] | None,
+    val_fraction: float,
+    test_fraction: float,
+    split_seed: int,
+    tokenizer: str,
+    vocab_size: int,
+    min_frequency: int,
+    lowercase: bool,
+    max_length: int,
+) -> DataSplits:
+    """Carve missing val/test splits from train (stratified), tokenise, and describe."""
+    check_fractions(val_fraction, test_fraction if "test" not in splits else 0.0)
+    if max_length < 1 or vocab_size < len(SPECIALS) + 1 or min_frequency < 1:
+        raise ConfigError(
+            "dataset.max_length, dataset.vocab_size and dataset.min_frequency must be "
+            f"positive, got {max_length}, {vocab_size}, {min_frequency}"
+        )
+    classes = classes or sorted(set(splits["train"][1]))
+    parts = {
+        k: (texts, np.array([_index(lab, classes) for lab in labels]))
+        for k, (texts, labels) in splits.items()
+    }
+    carved = 0.0
+    for name, fraction in (("test", test_fraction), ("val", val_fraction)):
+        if name in parts or fraction == 0:
+            continue
+        texts, labels = parts["train"]
+        rest, held, rest_y, held_y = train_test_split(
+            texts,
+            labels,
+            test_size=fraction / (1 - carved),
+            random_state=split_seed,
+            stratify=labels,
+        )
+        parts["train"], parts[name] = (rest, rest_y), (held, held_y)
+        carved += fraction
+    tok = train_tokenizer(parts["train"][0], tokenizer, vocab_size, min_frequency, lowercase)
+    sets = {
+        k: TokenDataset(encode(tok, texts, max_length), torch.from_numpy(labels))
+        for k, (texts, labels) in parts.items()
+    }
+    vocab = [token for token, _ in sorted(tok.get_vocab().items(), key=lambda item: item[1])]
+    meta = DataMeta(
+        task="binary" if len(classes) == 2 else "multiclass",
+        input_shape=(max_length,),
+        num_classes=len(classes),
+        class_names=classes,
+        vocab=vocab,
+        preprocessing={"tokenizer": tok.to_str(), "max_length": max_length},
+    )
+    return DataSplits(sets["train"], sets.get("val"), sets.get("test"), meta)
+
+
+def locate(path: str | None, candidates: list[str]) -> Path:
+    """`path`, else the first candidate that exists under the data root (else the first one)."""
+    if path is not None:
+        return Path(path).expanduser()
+    root = data_root(None)
+    return next((root / c for c in candidates if (root / c).exists()), root / candidates[0])
+
+
+def _index(label: str, classes: list[str]) -> int:
+    if label not in classes:
+        raise ConfigError(f"label '{label}' is not one of the classes {', '.join(classes)}")
+    return classes.index(label)
+
+
+@DATASETS.register("imdb", reads_files=True)
+def imdb(
+    path: str | None = None,
+    val_fraction: float = 0.1,
+    split_seed: int = 0,
+    tokenizer: Kind = "word",
+    vocab_size: int = 25000,
+    min_frequency: int = 2,
+    lowercase: bool = True,
+    max_length: int = 256,
+) -> DataSplits:
+    """IMDB reviews (aclImdb folder or its .tar.gz): 25k train / 25k test, neg=0, pos=1."""
+    return text_splits(
+        read_imdb(locate(path, ["aclImdb", "aclImdb_v1.tar.gz", "aclImdb_labeled.tar.gz"])),
+        classes=["neg", "pos"],
+        val_fraction=val_fraction,
+        test_fraction=0.0,
+        split_seed=split_seed,
+        tokenizer=tokenizer,
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        lowercase=lowercase,
+        max_length=max_length,
+    )
+
+
+@DATASETS.register("sst2", reads_files=True)
+def sst2(
+    path: str | None = None,
+    val_fraction: float = 0.05,
+    split_seed: int = 0,
+    tokenizer: Kind = "word",
+    vocab_size: int = 20000,
+    min_frequency: int = 1,
+    lowercase: bool = True,
+    max_length: int = 64,
+) -> DataSplits:
+    """GLUE SST-2: train (val carved from it) and the labelled dev set as test."""
+    read = read_sst2(locate(path, ["SST-2"]))
+    return text_splits(
+        {"train": read["train"], "test": read["dev"]},
+        classes=["0", "1"],
+        val_fraction=val_fraction,
+        test_fraction=0.0,
+        split_seed=split_seed,
+        tokenizer=tokenizer,
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        lowercase=lowercase,
+        max_length=max_length,
+    )
+
+
+@DATASETS.register("ag_news", task="multiclass", reads_files=True)
+def ag_news(
+    path: str | None = None,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.2,
+    split_seed: int = 0,
+    tokenizer: Kind = "word",
+    vocab_size: int = 20000,
+    min_frequency: int = 2,
+    lowercase: bool = True,
+    max_length: int = 128,
+) -> DataSplits:
+    """AG_NEWS (4 classes); when only one CSV exists, val and test are split from it."""
+    splits, names = read_ag_news(locate(path, ["ag_news_csv"]))
+    if "train" not in splits:  # only test.csv here: it becomes the pool everything is split from
+        splits = {"train": splits.pop("test")}
+    classes = ["1", "2", "3", "4"]
+    data = text_splits(
+        splits,
+        classes=classes,
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+        split_seed=split_seed,
+        tokenizer=tokenizer,
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        lowercase=lowercase,
+        max_length=max_length,
+    )
+    data.meta.class_names = names or classes
+    return data
+
+
+@DATASETS.register("text_csv", reads_files=True)
+def text_csv(
+    path: str | None = None,
+    text_column: str = "text",
+    label_column: str = "label",
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+    split_seed: int = 0,
+    tokenizer: Kind = "word",
+    vocab_size: int = 20000,
+    min_frequency: int = 1,
+    lowercase: bool = True,
+    max_length: int = 256,
+) -> DataSplits:
+    """Any CSV with a text column and a label column; classes are the sorted label values."""
+    if path is None:
+        raise ConfigError("dataset.path: set it to the CSV file")
+    texts = read_text_csv(Path(path).expanduser(), text_column, label_column)
+    return text_splits(
+        {"train": texts},
+        classes=None,
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+        split_seed=split_seed,
+        tokenizer=tokenizer,
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        lowercase=lowercase,
+        max_length=max_length,
+    )

@@ -1,0 +1,174 @@
+"""Text readers, tokenisation, bucketed batching and the packed text RNN on tiny fixtures."""
+
+from __future__ import annotations
+
+import csv
+import tarfile
+from pathlib import Path
+
+import pytest
+import torch
+from tokenizers import Tokenizer
+
+from dltrain.data.batches import TokenBatches, TokenDataset
+from dltrain.registry import DATASETS, MODELS, ConfigError
+from dltrain.train import run
+
+from .conftest import FAST, compose_config
+from .test_vision_data import options
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+GOOD = ["a wonderful film", "great acting and a great story", "loved it", "brilliant and moving"]
+BAD = ["a terrible film", "awful acting and a dull story", "hated it", "boring and painful"]
+
+
+def make_imdb(root: Path, per_class: int = 6) -> Path:
+    for split in ("train", "test"):
+        for label, texts in (("pos", GOOD), ("neg", BAD)):
+            folder = root / "aclImdb" / split / label
+            folder.mkdir(parents=True)
+            for i in range(per_class):
+                (folder / f"{i}_{8 if label == 'pos' else 2}.txt").write_text(texts[i % 4])
+    return root / "aclImdb"
+
+
+def test_imdb_reads_the_folder_and_the_tar_gz_alike(tmp_path: Path) -> None:
+    folder = make_imdb(tmp_path)
+    with tarfile.open(tmp_path / "imdb.tar.gz", "w:gz") as tar:
+        tar.add(folder, arcname="aclImdb")
+    from_folder = DATASETS.build("imdb", options("imdb", path=str(folder), val_fraction=0.25))
+    from_tar = DATASETS.build(
+        "imdb", options("imdb", path=str(tmp_path / "imdb.tar.gz"), val_fraction=0.25)
+    )
+    for data in (from_folder, from_tar):
+        assert (len(data.train), len(data.val), len(data.test)) == (9, 3, 12)
+        assert data.meta.task == "binary" and data.meta.class_names == ["neg", "pos"]
+    assert sorted(map(str, from_folder.train.ids)) == sorted(map(str, from_tar.train.ids))
+
+
+def test_tokenizer_is_trained_on_train_only_and_kept_in_meta(tmp_path: Path) -> None:
+    data = DATASETS.build("imdb", options("imdb", path=str(make_imdb(tmp_path)), min_frequency=1))
+    vocab = data.meta.vocab
+    assert vocab[:2] == ["[PAD]", "[UNK]"] and "wonderful" in vocab
+    tokenizer = Tokenizer.from_str(data.meta.preprocessing["tokenizer"])
+    ids = tokenizer.encode("A WONDERFUL zebra").ids
+    assert [vocab[i] for i in ids] == ["a", "wonderful", "[UNK]"]  # lowercased, unknown -> [UNK]
+
+
+@pytest.mark.parametrize("kind", ["word", "wordpiece", "bpe"])
+def test_tokenizer_kinds(tmp_path: Path, kind: str) -> None:
+    path = tmp_path / "data.csv"
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["text", "label"])
+        writer.writerows([(t, "good") for t in GOOD * 3] + [(t, "bad") for t in BAD * 3])
+    data = DATASETS.build(
+        "text_csv", options("text_csv", path=str(path), tokenizer=kind, vocab_size=60, max_length=3)
+    )
+    assert data.meta.class_names == ["bad", "good"] and len(data.meta.vocab) <= 60
+    assert max(len(ids) for ids in data.train.ids) <= 3  # truncated to max_length
+
+
+def test_text_csv_names_missing_columns(tmp_path: Path) -> None:
+    path = tmp_path / "data.csv"
+    path.write_text("review,stars\nfine,5\n")
+    with pytest.raises(
+        ConfigError, match="has no column text, label; its columns are review, stars"
+    ):
+        DATASETS.build("text_csv", options("text_csv", path=str(path)))
+
+
+def test_sst2_and_ag_news_formats(tmp_path: Path) -> None:
+    sst = tmp_path / "SST-2"
+    sst.mkdir()
+    rows = "".join(f"{t}\t1\n" for t in GOOD * 5) + "".join(f"{t}\t0\n" for t in BAD * 5)
+    for name in ("train", "dev"):
+        (sst / f"{name}.tsv").write_text("sentence\tlabel\n" + rows)
+    data = DATASETS.build("sst2", options("sst2", path=str(sst), val_fraction=0.2))
+    assert (len(data.train), len(data.val), len(data.test)) == (32, 8, 40)
+    news = tmp_path / "ag_news_csv"
+    news.mkdir()
+    (news / "classes.txt").write_text("World\nSports\nBusiness\nSci/Tech\n")
+    with (news / "test.csv").open("w", newline="") as f:
+        csv.writer(f).writerows([(str(i % 4 + 1), f"title {i}", f"body\\{i}") for i in range(40)])
+    data = DATASETS.build("ag_news", options("ag_news", path=str(news), min_frequency=1))
+    assert (len(data.train), len(data.val), len(data.test)) == (28, 4, 8)
+    assert data.meta.class_names == ["World", "Sports", "Business", "Sci/Tech"]
+
+
+def test_token_batches_bucket_by_length_and_pad_with_zero() -> None:
+    ids = [torch.arange(1, n + 1) for n in [5, 1, 9, 3, 7, 2, 8, 4]]
+    dataset = TokenDataset(ids, torch.arange(8))
+    batches = list(TokenBatches(dataset, batch_size=2, shuffle=True, seed=0))
+    assert sorted(torch.cat([y for _, y in batches]).tolist()) == list(range(8))
+    for x, y in batches:
+        lengths = (x != 0).sum(1)
+        assert x.shape[1] == lengths.max()  # padded to the batch's longest only
+        assert lengths.tolist() == [len(ids[i]) for i in y]
+    # bucketing: neighbours in length share a batch
+    assert sorted(sorted(len(ids[i]) for i in y) for _, y in batches) == [
+        [1, 2],
+        [3, 4],
+        [5, 7],
+        [8, 9],
+    ]
+
+
+def test_text_rnn_ignores_padding() -> None:
+    vocab = ["[PAD]", "[UNK]"] + [f"w{i}" for i in range(20)]
+    model = MODELS.build(
+        "text_rnn",
+        {"embedding_dim": 8, "hidden_size": 6, "bidirectional": True, "num_layers": 2},
+        vocab=vocab,
+        out_features=3,
+    )
+    model.eval()
+    short = torch.tensor([[4, 5, 6]])
+    padded = torch.tensor([[4, 5, 6, 0, 0, 0]])
+    assert torch.allclose(model(short), model(padded), atol=1e-6)
+    assert model(torch.tensor([[4, 5, 6, 0], [7, 0, 0, 0]])).shape == (2, 3)
+
+
+def test_pretrained_vectors_are_loaded_and_can_be_frozen(tmp_path: Path) -> None:
+    vectors = tmp_path / "vectors.vec"
+    vectors.write_text("2 3\nw1 0.5 0.5 0.5\n[UNK] 9 9 9\nunseen 1 2 3\n")
+    vocab = ["[PAD]", "[UNK]", "w0", "w1"]
+    model = MODELS.build(
+        "text_rnn",
+        {"embedding_dim": 3, "vectors": str(vectors), "freeze_vectors": True},
+        vocab=vocab,
+        out_features=2,
+    )
+    weight = model.embedding.weight
+    assert torch.equal(weight[3], torch.full((3,), 0.5))
+    assert torch.equal(weight[:2], torch.zeros(2, 3)) and not weight.requires_grad
+    with pytest.raises(ConfigError, match="3-dimensional vectors but model.embedding_dim is 4"):
+        MODELS.build(
+            "text_rnn", {"embedding_dim": 4, "vectors": str(vectors)}, vocab=vocab, out_features=2
+        )
+
+
+def test_text_run_end_to_end_saves_the_tokenizer(tmp_path: Path) -> None:
+    folder = make_imdb(tmp_path / "data", per_class=20)
+    cfg = compose_config(
+        *FAST,
+        "model=text_rnn",
+        "dataset=imdb",
+        f"dataset.path={folder}",
+        "loss=bce_with_logits",
+        "dataset.min_frequency=1",
+        "trainer.epochs=5",
+        "optimizer.lr=0.01",
+        "trainer.batch_size=8",
+    )
+    summary = run(cfg, tmp_path / "run")
+    assert summary["metrics"]["test/acc"] > 0.8
+    saved = Tokenizer.from_file(str(tmp_path / "run" / "tokenizer.json"))
+    assert saved.token_to_id("wonderful") is not None
+
+
+def test_real_sst2_reads(tmp_path: Path) -> None:
+    if not (SHARED / "sst2").is_dir():
+        pytest.skip(f"{SHARED / 'sst2'} is absent (the real data lives outside the repo)")
+    data = DATASETS.build("sst2", options("sst2", path=str(SHARED / "sst2" / "SST-2")))
+    assert len(data.train) + len(data.val) == 67349 and len(data.test) == 872

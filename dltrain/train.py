@@ -20,7 +20,7 @@ from torch import nn
 from dltrain import checkpoint
 from dltrain.config import PRECISIONS, TrainerOptions, check_config, options, task_problems
 from dltrain.data.batches import make_batches, samples
-from dltrain.data.splits import DataMeta
+from dltrain.data.splits import DataMeta, DataSplits
 from dltrain.data.transforms import BatchTransform
 from dltrain.device import seed_everything, select_device
 from dltrain.loop import DivergedError, FitState, Parts, StepOptions, evaluate, fit
@@ -118,15 +118,7 @@ def build(cfg: DictConfig, run_dir: Path, console: Console | None) -> Parts:
         log_every_n_steps=trainer.log_every_n_steps,
     )
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    resolved = OmegaConf.to_yaml(cfg, resolve=True)
-    (run_dir / "config.yaml").write_text(resolved)
-    if tokenizer := data.meta.preprocessing.get("tokenizer"):  # reused to encode new text
-        (run_dir / "tokenizer.json").write_text(tokenizer)
-    tracker = Tracker(run_dir, console)
-    tracker.text("config", f"```yaml\n{resolved}```")
-    if len(data.meta.input_shape) == 3:  # images: show what the model is fed
-        tracker.images("train/samples", samples(data.train, list(range(min(64, len(data.train))))))
+    tracker = start_run_dir(cfg, run_dir, data, console)
     size = sum(p.numel() for p in model.parameters())
     log.info(
         f"run dir {run_dir} | device {device} | {cfg.model.name} ({size:,} parameters) on "
@@ -145,6 +137,22 @@ def build(cfg: DictConfig, run_dir: Path, console: Console | None) -> Parts:
         run_dir=run_dir,
         tracker=tracker,
     )
+
+
+def start_run_dir(
+    cfg: DictConfig, run_dir: Path, data: DataSplits, console: Console | None
+) -> Tracker:
+    """Write the resolved config (and tokenizer); open TensorBoard with the config and samples."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    resolved = OmegaConf.to_yaml(cfg, resolve=True)
+    (run_dir / "config.yaml").write_text(resolved)
+    if tokenizer := data.meta.preprocessing.get("tokenizer"):  # reused to encode new text
+        (run_dir / "tokenizer.json").write_text(tokenizer)
+    tracker = Tracker(run_dir, console)
+    tracker.text("config", f"```yaml\n{resolved}```")
+    if len(data.meta.input_shape) == 3:  # images: show what the model is fed
+        tracker.images("train/samples", samples(data.train, list(range(min(64, len(data.train))))))
+    return tracker
 
 
 def build_model(cfg: DictConfig, meta: DataMeta, regs: dict[str, Any]) -> nn.Module:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import gzip
 import pickle
+import re
 import shutil
-import stat
 import struct
 import tarfile
 from pathlib import Path
@@ -14,22 +14,36 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from dltrain.data.files import data_root
+from dltrain.data.splits import DataSplits
 from dltrain.data.vision import STATS
 from dltrain.registry import DATASETS, ConfigError
 from dltrain.train import run
 
 from .conftest import FAST, compose_config
 
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:The image decoding and encoding capabilities of TorchVision:DeprecationWarning"
+)
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+IDX_STEMS = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte"]
 
 
-def write_idx(path: Path, array: np.ndarray, compress: bool = True) -> None:
-    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + b"".join(
-        struct.pack(">I", d) for d in array.shape
-    )
-    data = header + array.astype(np.uint8).tobytes()
+def options(name: str, **extra: object) -> dict:
+    """The builder options of dataset `name` from its default YAML, updated with `extra`."""
+    cfg = compose_config(f"dataset={name}").dataset
+    return {**{k: v for k, v in cfg.items() if k != "name"}, **extra}
+
+
+def build(name: str, **extra: object) -> DataSplits:
+    """Dataset `name` as its default YAML configures it, with `extra` options."""
+    return DATASETS.build(name, options(name, **extra))
+
+
+def write_idx(path: Path, array: np.ndarray, compress: bool) -> None:
+    magic = struct.pack(">BBBB", 0, 0, 0x08, array.ndim)
+    data = magic + struct.pack(f">{array.ndim}I", *array.shape) + array.astype(np.uint8).tobytes()
     if compress:
         with gzip.open(f"{path}.gz", "wb") as f:
             f.write(data)
@@ -38,7 +52,7 @@ def write_idx(path: Path, array: np.ndarray, compress: bool = True) -> None:
 
 
 def make_mnist(root: Path, folder: str = "MNIST", n: int = 100, compress: bool = True) -> Path:
-    """An MNIST-layout folder whose images encode their label (learnable in a few steps)."""
+    """An MNIST-layout folder whose images show their label as a bright band (easy to learn)."""
     raw = root / folder / "raw"
     raw.mkdir(parents=True)
     rng = np.random.default_rng(0)
@@ -52,50 +66,93 @@ def make_mnist(root: Path, folder: str = "MNIST", n: int = 100, compress: bool =
     return root
 
 
-def options(name: str, **extra: object) -> dict:
-    cfg = compose_config(f"dataset={name}").dataset
-    return {**{k: v for k, v in cfg.items() if k != "name"}, **extra}
+def snapshot(root: Path) -> list[tuple[str, int, int]]:
+    return sorted(
+        (str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*")
+    )
 
 
 @pytest.mark.parametrize("compress", [True, False])
 def test_mnist_idx_files_give_uint8_splits(tmp_path: Path, compress: bool) -> None:
-    root = str(make_mnist(tmp_path, compress=compress))
-    data = DATASETS.build("mnist", options("mnist", data_dir=root, val_fraction=0.2))
+    data = build("mnist", data_dir=str(make_mnist(tmp_path, compress=compress)), val_fraction=0.2)
     x, y = data.train.tensors
     assert x.dtype == torch.uint8 and x.shape == (80, 1, 28, 28) and y.dtype == torch.int64
-    assert len(data.val) == 20 and len(data.test) == 33
     assert sorted(data.val.tensors[1].tolist()) == sorted(list(range(10)) * 2)  # stratified
+    assert data.test.tensors[0].shape == (33, 1, 28, 28)
+    assert data.test.tensors[1].tolist() == [i % 10 for i in range(33)]  # official order kept
+    assert torch.equal(x[y == 3][:, 0, 6:10].unique(), torch.tensor([250], dtype=torch.uint8))
     meta = data.meta
-    assert meta.input_shape == (1, 28, 28) and meta.num_classes == 10 and meta.task == "multiclass"
-    assert meta.preprocessing["normalize"] == {"mean": [0.1307], "std": [0.3081]}
+    assert (meta.task, meta.input_shape, meta.num_classes) == ("multiclass", (1, 28, 28), 10)
+    assert meta.class_names == [str(i) for i in range(10)]
+    assert meta.preprocessing == {
+        "normalize": {"mean": [0.1307], "std": [0.3081]},
+        "augment": {"crop_padding": 0, "hflip": False},
+    }
+    assert build("mnist", data_dir=str(tmp_path), val_fraction=0).val is None
 
 
-def test_fashion_mnist_reads_its_own_folder_and_env_var_sets_the_default(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    make_mnist(tmp_path, folder="FashionMNIST")
-    monkeypatch.setenv("DLTRAIN_DATA_DIR", str(tmp_path))
-    data = DATASETS.build("fashion_mnist", options("fashion_mnist"))
+def test_env_var_and_home_give_the_default_data_dir(tmp_path: Path, monkeypatch) -> None:
+    make_mnist(tmp_path / "env", folder="FashionMNIST")
+    monkeypatch.setenv("DLTRAIN_DATA_DIR", str(tmp_path / "env"))
+    data = build("fashion_mnist")
     assert data.meta.class_names[-1] == "Ankle boot" and len(data.train) == 90
+    monkeypatch.delenv("DLTRAIN_DATA_DIR")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert data_root(None) == tmp_path / "home" / ".cache" / "dltrain"
+    assert data_root(str(tmp_path)) == tmp_path
 
 
-def test_missing_files_name_the_paths_in_one_line(tmp_path: Path) -> None:
+def test_missing_files_are_one_line_naming_the_paths(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
-        DATASETS.build("mnist", options("mnist", data_dir=str(tmp_path)))
+        build("mnist", data_dir=str(tmp_path))
     [line] = str(err.value).splitlines()
-    assert f"{tmp_path}/MNIST/raw/train-images-idx3-ubyte(.gz)" in line
+    for stem in ["t10k-labels-idx1-ubyte", *IDX_STEMS]:
+        assert f"{tmp_path}/MNIST/raw/{stem}(.gz)" in line
     assert "dataset.download=true" in line and "DLTRAIN_DATA_DIR" in line
+    with pytest.raises(ConfigError, match=re.escape(f"missing {tmp_path}/cifar-10-batches-py/")):
+        build("cifar10", data_dir=str(tmp_path))
 
 
-def test_truncated_idx_file_is_reported(tmp_path: Path) -> None:
-    make_mnist(tmp_path, compress=False)
-    path = tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte"
-    path.write_bytes(path.read_bytes()[:-100])
-    with pytest.raises(ConfigError, match=f"{path} is truncated"):
-        DATASETS.build("mnist", options("mnist", data_dir=str(tmp_path)))
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda b: b[:-100], "truncated"),
+        (lambda b: b"\0\0\x08\x01" + b[4:], "not an IDX file"),  # a labels header on images
+        (lambda b: b[:10], "truncated IDX header"),
+        (lambda b: b + b"\0", "has trailing bytes"),
+    ],
+)
+def test_corrupt_idx_files_are_named(tmp_path: Path, damage, message: str) -> None:
+    path = make_mnist(tmp_path, compress=False) / "MNIST" / "raw" / IDX_STEMS[0]
+    path.write_bytes(damage(path.read_bytes()))
+    with pytest.raises(ConfigError, match=re.escape(f"{path}: {message}")):
+        build("mnist", data_dir=str(tmp_path))
 
 
-def test_download_uses_torchvision_into_data_dir(tmp_path: Path, monkeypatch) -> None:
+def test_broken_gzip_and_label_count_mismatch_are_named(tmp_path: Path) -> None:
+    raw = make_mnist(tmp_path) / "MNIST" / "raw"
+    labels = raw / f"{IDX_STEMS[1]}.gz"
+    write_idx(raw / IDX_STEMS[1], np.zeros(7), compress=True)
+    with pytest.raises(ConfigError, match=re.escape(f"{labels} (7,) labels")):
+        build("mnist", data_dir=str(tmp_path))
+    images = raw / f"{IDX_STEMS[0]}.gz"
+    images.write_bytes(images.read_bytes()[:-50])
+    with pytest.raises(ConfigError, match=re.escape(f"{images}: cannot be read")):
+        build("mnist", data_dir=str(tmp_path))
+
+
+def test_impossible_options_name_their_keys(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        build("cifar10", data_dir=str(tmp_path), val_fraction=1.0, random_crop_padding=-1)
+    assert [p.split(":")[0] for p in err.value.problems] == [
+        "dataset.val_fraction",
+        "dataset.random_crop_padding",
+    ]
+
+
+def test_download_calls_torchvision_into_data_dir_only_when_files_are_missing(
+    tmp_path: Path, monkeypatch
+) -> None:
     calls = []
 
     def fake_mnist(root: str, train: bool, download: bool) -> None:
@@ -104,128 +161,68 @@ def test_download_uses_torchvision_into_data_dir(tmp_path: Path, monkeypatch) ->
             make_mnist(Path(root))
 
     monkeypatch.setattr("torchvision.datasets.MNIST", fake_mnist)
-    data = DATASETS.build("mnist", options("mnist", data_dir=str(tmp_path), download=True))
+    data = build("mnist", data_dir=str(tmp_path), download=True)
     assert calls == [(str(tmp_path), True, True), (str(tmp_path), False, True)]
     assert len(data.test) == 33
+    build("mnist", data_dir=str(tmp_path), download=True)
+    assert len(calls) == 2  # files present: no download
 
 
-def test_a_read_only_folder_is_read_in_place(tmp_path: Path) -> None:
+def test_a_read_only_folder_is_read_in_place(tmp_path: Path, monkeypatch) -> None:
     make_mnist(tmp_path)
-    before = sorted(p.name for p in tmp_path.rglob("*"))
-    for path in tmp_path.rglob("*"):
-        path.chmod(path.stat().st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+    monkeypatch.setattr("torchvision.datasets.MNIST", lambda **_: pytest.fail("downloaded"))
+    paths = sorted(tmp_path.rglob("*"), reverse=True)  # files before their folders
+    before = snapshot(tmp_path)
+    for path in paths:
+        path.chmod(0o555 if path.is_dir() else 0o444)
     try:
-        DATASETS.build("mnist", options("mnist", data_dir=str(tmp_path)))
+        data = build("mnist", data_dir=str(tmp_path), download=True)
     finally:
-        for path in tmp_path.rglob("*"):
-            path.chmod(path.stat().st_mode | stat.S_IWUSR)
-    assert sorted(p.name for p in tmp_path.rglob("*")) == before
+        for path in reversed(paths):
+            path.chmod(0o755 if path.is_dir() else 0o644)
+    assert snapshot(tmp_path) == before and len(data.train) == 90
+
+
+def write_cifar(root: Path, n: int = 20) -> Path:
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        data = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
+        batch = {b"data": data, b"labels": [i % 10 for i in range(n)]}
+        (folder / name).write_bytes(pickle.dumps(batch))
+    (folder / "batches.meta").write_bytes(pickle.dumps({b"label_names": [b"airplane"]}))
+    return folder
 
 
 @pytest.mark.parametrize("archive", [False, True])
 def test_cifar10_python_batches(tmp_path: Path, archive: bool) -> None:
-    folder = tmp_path / "cifar-10-batches-py"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        batch = {
-            b"data": rng.integers(0, 256, (20, 3072), dtype=np.uint8),
-            b"labels": [i % 10 for i in range(20)],
-        }
-        (folder / name).write_bytes(pickle.dumps(batch))
+    folder = write_cifar(tmp_path)
+    first = pickle.loads((folder / "data_batch_1").read_bytes())[b"data"][0]
     if archive:  # the official cifar-10-python.tar.gz, read without extracting
         with tarfile.open(tmp_path / "cifar-10-python.tar.gz", "w:gz") as tar:
             tar.add(folder, arcname="cifar-10-batches-py")
         shutil.rmtree(folder)
-    data = DATASETS.build("cifar10", options("cifar10", data_dir=str(tmp_path)))
-    assert data.train.tensors[0].shape == (90, 3, 32, 32) and len(data.val) == 10
-    assert not folder.exists() or not archive
-    assert len(data.test) == 20 and data.meta.preprocessing["augment"] == {
-        "crop_padding": 4,
-        "hflip": True,
+    data = build("cifar10", data_dir=str(tmp_path), val_fraction=0)
+    x, y = data.train.tensors
+    assert x.shape == (100, 3, 32, 32) and x.dtype == torch.uint8 and y.dtype == torch.int64
+    assert torch.equal(x[0], torch.from_numpy(first).reshape(3, 32, 32))  # channel-first rows
+    assert len(data.test) == 20 and data.meta.input_shape == (3, 32, 32)
+    assert data.meta.class_names[:2] == ["airplane", "automobile"]
+    assert data.meta.preprocessing == {
+        "normalize": {"mean": STATS["cifar10"][0], "std": STATS["cifar10"][1]},
+        "augment": {"crop_padding": 4, "hflip": True},
     }
-    assert data.meta.preprocessing["normalize"]["mean"] == STATS["cifar10"][0]
-
-
-def make_folder(root: Path, splits: tuple[str, ...], classes=("cat", "dog"), per_class=10) -> Path:
-    rng = np.random.default_rng(0)
-    for split in splits:
-        for label, name in enumerate(classes):
-            (root / split / name).mkdir(parents=True)
-            for i in range(per_class):
-                pixels = rng.integers(0, 60, (20, 24, 3)) + 150 * label
-                ext = ".png" if i % 2 else ".JPG"
-                Image.fromarray(pixels.astype(np.uint8)).save(
-                    root / split / name / f"{i}{ext}", format="PNG" if i % 2 else "JPEG"
-                )
-    return root
-
-
-def test_image_folder_splits_train_when_there_is_no_val_or_test(tmp_path: Path) -> None:
-    root = make_folder(tmp_path, ("train",))
-    data = DATASETS.build(
-        "image_folder",
-        options("image_folder", root=str(root), image_size=16, val_fraction=0.2, test_fraction=0.2),
+    assert sorted(build("cifar10", data_dir=str(tmp_path)).val.tensors[1].tolist()) == list(
+        range(10)
     )
-    assert (len(data.train), len(data.val), len(data.test)) == (12, 4, 4)
-    image, label = data.train[0]
-    assert image.dtype == torch.uint8 and image.shape == (3, 16, 16) and label in (0, 1)
-    meta = data.meta
-    assert meta.task == "binary" and meta.class_names == ["cat", "dog"]
-    assert len(meta.preprocessing["normalize"]["mean"]) == 3
+    assert not (tmp_path / "cifar-10-batches-py").exists() or not archive
 
 
-def test_image_folder_uses_given_val_and_test_and_checks_classes(tmp_path: Path) -> None:
-    root = make_folder(tmp_path, ("train", "val", "test"), classes=("a", "b", "c"), per_class=3)
-    data = DATASETS.build("image_folder", options("image_folder", root=str(root), image_size=8))
-    assert (len(data.train), len(data.val), len(data.test)) == (9, 9, 9)
-    assert data.meta.task == "multiclass"
-    (root / "test" / "zebra").mkdir()
-    with pytest.raises(ConfigError, match="classes zebra that the train folder lacks"):
-        DATASETS.build("image_folder", options("image_folder", root=str(root)))
-
-
-def test_image_folder_needs_a_root(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="dataset.root"):
-        DATASETS.build("image_folder", options("image_folder"))
-
-
-def test_cnn_trains_end_to_end_on_mnist_files_with_image_logging(tmp_path: Path) -> None:
-    root = make_mnist(tmp_path / "data", n=200)
-    cfg = compose_config(
-        *FAST,
-        "model=cnn",
-        "dataset=mnist",
-        f"dataset.data_dir={root}",
-        "dataset.random_crop_padding=2",
-        "trainer.epochs=3",
-        "trainer.precision=bf16-mixed",
-        "trainer.channels_last=true",
-        "trainer.histogram_every_n_epochs=1",
-        "optimizer.lr=0.01",
-    )
-    summary = run(cfg, tmp_path / "run")
-    assert summary["metrics"]["test/acc"] > 0.5
-    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
-    events.Reload()
-    images = set(events.Tags()["images"])
-    assert {"train/samples", "test/confusion_matrix_plot"} <= images
-    assert len(events.Tags()["histograms"]) > 0
-
-
-def test_image_folder_trains_with_a_dataloader(tmp_path: Path) -> None:
-    root = make_folder(tmp_path / "data", ("train",), per_class=12)
-    cfg = compose_config(
-        *FAST,
-        "model=cnn_large",
-        "dataset=image_folder",
-        "loss=bce",
-        f"dataset.root={root}",
-        "dataset.image_size=32",
-        "trainer.batch_size=8",
-    )
-    summary = run(cfg, tmp_path / "run")
-    assert summary["status"] == "completed" and "test/auc" in summary["metrics"]
+def test_a_corrupt_cifar_batch_is_named(tmp_path: Path) -> None:
+    (write_cifar(tmp_path) / "data_batch_3").write_bytes(b"not a pickle")
+    with pytest.raises(ConfigError, match="data_batch_3 is not a CIFAR-10 batch"):
+        build("cifar10", data_dir=str(tmp_path))
 
 
 @pytest.mark.parametrize(
@@ -234,23 +231,103 @@ def test_image_folder_trains_with_a_dataloader(tmp_path: Path) -> None:
 def test_real_shared_data(name: str, folder: str) -> None:
     if not (SHARED / folder).is_dir():
         pytest.skip(f"{SHARED / folder} is absent (the real data lives outside the repo)")
-    data = DATASETS.build(name, options(name, data_dir=str(SHARED / folder), val_fraction=0))
-    assert len(data.train) == 60000 and len(data.test) == 10000
-    counts = torch.bincount(data.test.tensors[1]).tolist()
+    data = build(name, data_dir=str(SHARED / folder), val_fraction=0)
+    x, y = data.train.tensors
+    assert x.shape == (60000, 1, 28, 28) and len(data.test) == 10000
+    counts = torch.bincount(y).tolist(), torch.bincount(data.test.tensors[1]).tolist()
     if name == "mnist":  # class counts from shared/data/mnist/SOURCE.md
-        assert counts == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+        assert counts[0] == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+        assert counts[1] == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
     else:
-        assert counts == [1000] * 10
+        assert counts == ([6000] * 10, [1000] * 10)
+    histogram = torch.bincount(x.flatten(), minlength=256).double()
+    values = torch.arange(256, dtype=torch.float64) / 255
+    mean = float((histogram * values).sum() / histogram.sum())
+    std = float(((histogram * values**2).sum() / histogram.sum() - mean**2) ** 0.5)
+    assert (mean, std) == pytest.approx((STATS[name][0][0], STATS[name][1][0]), abs=1e-4)
 
 
-def test_one_epoch_of_the_reference_recipe_on_real_mnist(tmp_path: Path) -> None:
-    if not (SHARED / "mnist").is_dir():
-        pytest.skip(f"{SHARED / 'mnist'} is absent (the real data lives outside the repo)")
-    cfg = compose_config(
-        "experiment=mnist_cnn",
-        f"dataset.data_dir={SHARED / 'mnist'}",
-        "trainer.epochs=1",
-        "trainer.device=cpu",
+def make_folder(root: Path, splits: tuple[str, ...], classes=("cat", "dog"), per_class=8) -> Path:
+    """Class folders of small images, class k brighter than class k-1; every format once."""
+    formats = [(".png", "PNG"), (".JPG", "JPEG"), (".bmp", "BMP"), (".gif", "GIF")]
+    formats.append((".webp", "WEBP"))
+    rng = np.random.default_rng(0)
+    for split in splits:
+        for label, name in enumerate(classes):
+            (root / split / name).mkdir(parents=True)
+            for i in range(per_class):
+                pixels = (rng.integers(0, 60, (20, 24, 3)) + 90 * label).astype(np.uint8)
+                ext, fmt = formats[i % len(formats)]
+                Image.fromarray(pixels).save(root / split / name / f"{i}{ext}", format=fmt)
+    (root / splits[0] / classes[0] / "notes.txt").write_text("not an image")
+    return root
+
+
+@pytest.mark.parametrize("layout", ["root/train/<class>", "root/<class>"])
+def test_image_folder_splits_train_without_val_or_test(tmp_path: Path, layout: str) -> None:
+    make_folder(tmp_path, ("train",))
+    root = tmp_path if layout == "root/train/<class>" else tmp_path / "train"
+    sizes = {"image_size": 16, "val_fraction": 0.25, "test_fraction": 0.25}
+    data = build("image_folder", root=str(root), **sizes)
+    assert (len(data.train), len(data.val), len(data.test)) == (8, 4, 4)
+    assert sorted(data.val[i][1] for i in range(4)) == [0, 0, 1, 1]  # stratified
+    images = torch.stack([data.train[i][0] for i in range(8)])
+    assert images.dtype == torch.uint8 and images.shape == (8, 3, 16, 16)
+    meta = data.meta
+    assert (meta.task, meta.num_classes, meta.class_names) == ("binary", 2, ["cat", "dog"])
+    assert meta.input_shape == (3, 16, 16)
+    pixels = images.double().div(255).transpose(0, 1).flatten(1)
+    assert meta.preprocessing["normalize"] == {
+        "mean": pytest.approx(pixels.mean(1).tolist()),
+        "std": pytest.approx(pixels.std(1, correction=0).tolist()),
+    }
+    assert meta.preprocessing["augment"] == {"crop_padding": 0, "hflip": False}
+
+
+def test_image_folder_uses_given_val_and_test_and_checks_classes(tmp_path: Path) -> None:
+    root = make_folder(tmp_path, ("train", "val", "test"), classes=("a", "b", "c"), per_class=3)
+    (root / "val" / "c").rename(root / "val" / "zebra")
+    with pytest.raises(
+        ConfigError, match=re.escape(f"{root / 'val'} has classes zebra that the train")
+    ):
+        build("image_folder", root=str(root))
+    shutil.rmtree(root / "val")
+    data = build(
+        "image_folder", root=str(root), image_size=8, val_fraction=1 / 3, horizontal_flip=True
     )
-    summary = run(cfg, tmp_path)
-    assert summary["metrics"]["test/acc"] > 0.97
+    assert (len(data.train), len(data.val), len(data.test)) == (6, 3, 9)  # val split from train
+    assert data.meta.task == "multiclass" and data.meta.preprocessing["augment"]["hflip"]
+    shutil.rmtree(root / "train")
+    with pytest.raises(ConfigError, match="has test/ but no train/ folder"):
+        build("image_folder", root=str(root))
+
+
+def test_image_folder_rejects_bad_options(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="dataset.root: required"):
+        build("image_folder")
+    with pytest.raises(ConfigError) as err:
+        build("image_folder", root=str(tmp_path), image_size=0, random_crop_padding=-2)
+    assert [p.split(":")[0] for p in err.value.problems] == [
+        "dataset.random_crop_padding",
+        "dataset.image_size",
+    ]
+    with pytest.raises(ConfigError, match="dataset.val_fraction=1.0"):
+        build("image_folder", root=str(tmp_path), val_fraction=1.0)
+    (tmp_path / "cat").mkdir()
+    with pytest.raises(ConfigError, match="no images"):
+        build("image_folder", root=str(tmp_path))
+
+
+@pytest.mark.parametrize("dataset", ["mnist", "image_folder"])
+def test_a_cnn_learns_from_the_files_end_to_end(tmp_path: Path, dataset: str) -> None:
+    if dataset == "mnist":  # in-memory uint8 tensors, augmented per batch
+        root = make_mnist(tmp_path / "data", n=200)
+        extra = ["model=cnn", f"dataset.data_dir={root}", "dataset.random_crop_padding=1"]
+        extra += ["trainer.epochs=3", "optimizer.lr=0.01"]
+    else:  # decoded per sample by a DataLoader
+        root = make_folder(tmp_path / "data", ("train",), per_class=20)
+        extra = ["model=cnn_large", "loss=bce", f"dataset.root={root}", "dataset.image_size=32"]
+        extra += ["trainer.batch_size=8"]
+    metrics = run(compose_config(*FAST, f"dataset={dataset}", *extra), tmp_path / "run")["metrics"]
+    print(metrics["test/acc"])
+    assert metrics["test/acc"] > 0.5

@@ -1,8 +1,8 @@
 """Images in class folders (`root/{train,val,test}/<class>/*`), e.g. the Cats vs Dogs layout.
 
-Too big to hold in memory in general, so images are decoded (Pillow) per sample by DataLoader
-workers, resized, and handed over as uint8; normalisation and augmentation run per batch on the
-device.
+Too big to hold in memory in general, so each image is decoded per sample (DataLoader workers),
+resized to a square and handed over as uint8; normalisation and augmentation run per batch on the
+device. The normalisation statistics are estimated from a sample of the training images.
 """
 
 from __future__ import annotations
@@ -14,16 +14,35 @@ import torch
 from PIL import Image
 from sklearn.model_selection import train_test_split
 from torch.utils.data import Dataset
+from torchvision.io import ImageReadMode, decode_image
+from torchvision.transforms.v2.functional import pil_to_tensor, resize
 
+from dltrain.data.files import check_image_options
 from dltrain.data.splits import DataMeta, DataSplits, check_fractions
 from dltrain.registry import DATASETS, ConfigError
 
-EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"}
-STATS_SAMPLE = 500  # images used to estimate the per-channel mean and std
+EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"})
+STATS_SAMPLE = 500  # training images used to estimate the per-channel mean and std
+Files = tuple[list[Path], list[int]]  # image paths and their class indices
+
+
+def load_image(path: Path, size: int) -> torch.Tensor:
+    """An image file as uint8 RGB (3, size, size)."""
+    try:
+        image = decode_image(str(path), mode=ImageReadMode.RGB)
+    except RuntimeError:  # torchvision decodes jpeg, png, gif and webp only: BMP goes to Pillow
+        try:
+            with Image.open(path) as pil:
+                image = pil_to_tensor(pil.convert("RGB"))
+        except OSError as e:
+            raise ConfigError(f"dataset image_folder: cannot decode {path} ({e})") from None
+    if image.ndim == 4:  # an animated GIF: its first frame
+        image = image[0]
+    return resize(image, [size, size], antialias=True)
 
 
 class ImageFiles(Dataset):
-    """(uint8 image (3, size, size), class index) for each file."""
+    """(uint8 image (3, size, size), class index) for each file, decoded on access."""
 
     def __init__(self, files: list[Path], labels: list[int], size: int):
         self.files, self.labels, self.size = files, labels, size
@@ -32,48 +51,90 @@ class ImageFiles(Dataset):
         return len(self.files)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        try:
-            with Image.open(self.files[i]) as image:
-                rgb = image.convert("RGB").resize((self.size, self.size), Image.Resampling.BILINEAR)
-        except OSError as e:
-            raise ConfigError(
-                f"dataset image_folder: cannot decode {self.files[i]} ({e})"
-            ) from None
-        return torch.from_numpy(np.asarray(rgb).copy()).permute(2, 0, 1), self.labels[i]
+        return load_image(self.files[i], self.size), self.labels[i]
 
 
-def scan(folder: Path, classes: list[str] | None = None) -> tuple[list[Path], list[int], list[str]]:
-    """Image files under folder/<class>/ with their labels; the classes found (sorted)."""
-    found = sorted(d.name for d in folder.iterdir() if d.is_dir())
-    if classes is not None and (unknown := sorted(set(found) - set(classes))):
+def layout(base: Path) -> tuple[Path, dict[str, Path | None]]:
+    """The train folder, and the val/test folders given (None: to be split from train)."""
+    if (base / "train").is_dir():
+        return base / "train", {
+            s: base / s if (base / s).is_dir() else None for s in ("val", "test")
+        }
+    if given := [s for s in ("val", "test") if (base / s).is_dir()]:
+        raise ConfigError(f"dataset.root: {base} has {' and '.join(given)}/ but no train/ folder")
+    return base, {"val": None, "test": None}
+
+
+def class_folders(folder: Path) -> list[str]:
+    """Sorted names of the subfolders (hidden ones such as .ipynb_checkpoints left out)."""
+    return sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+
+
+def scan(folder: Path, classes: list[str]) -> Files:
+    """The image files under folder/<class>/ (recursively) with their class indices."""
+    if unknown := sorted(set(class_folders(folder)) - set(classes)):
         raise ConfigError(
             f"dataset image_folder: {folder} has classes {', '.join(unknown)} that the train "
             f"folder lacks (train classes: {', '.join(classes)})"
         )
-    classes = classes or found
     files, labels = [], []
     for label, name in enumerate(classes):
-        if (folder / name).is_dir():
-            picked = sorted(p for p in (folder / name).rglob("*") if p.suffix.lower() in EXTENSIONS)
-            files += picked
-            labels += [label] * len(picked)
+        found = sorted(p for p in (folder / name).rglob("*") if p.suffix.lower() in EXTENSIONS)
+        files += found
+        labels += [label] * len(found)
     if not files:
         raise ConfigError(
-            f"dataset image_folder: no images ({', '.join(sorted(EXTENSIONS))}) "
-            f"in class folders under {folder}"
+            f"dataset image_folder: no images ({', '.join(sorted(EXTENSIONS))}) in class "
+            f"folders under {folder}"
         )
-    return files, labels, classes
+    return files, labels
+
+
+def split_off(part: Files, fraction: float, seed: int) -> tuple[Files, Files]:
+    """(rest, held out): a stratified, seeded `fraction` of `part` held out."""
+    rest_files, held_files, rest_labels, held_labels = train_test_split(
+        *part, test_size=fraction, random_state=seed, stratify=part[1]
+    )
+    return (rest_files, rest_labels), (held_files, held_labels)
 
 
 def channel_stats(dataset: ImageFiles, seed: int) -> dict[str, list[float]]:
-    """Per-channel mean and std in [0, 1] units, from a sample of the training images."""
-    rng = np.random.default_rng(seed)
-    picks = rng.choice(len(dataset), size=min(STATS_SAMPLE, len(dataset)), replace=False)
-    pixels = torch.stack([dataset[int(i)][0] for i in picks]).float().div_(255)
-    return {
-        "mean": pixels.mean((0, 2, 3)).tolist(),
-        "std": pixels.std((0, 2, 3)).clamp_min(1e-6).tolist(),
-    }
+    """Per-channel mean and std in [0, 1] units over a seeded sample of the images."""
+    picks = np.random.default_rng(seed).permutation(len(dataset))[:STATS_SAMPLE]
+    total = torch.zeros(3, dtype=torch.float64)
+    squares = torch.zeros(3, dtype=torch.float64)
+    for i in picks:  # running sums: the sample as one tensor could take hundreds of MB
+        pixels = dataset[int(i)][0].double().div_(255).flatten(1)
+        total += pixels.sum(1)
+        squares += pixels.square().sum(1)
+    count = len(picks) * dataset.size**2
+    mean = total / count
+    std = (squares / count - mean.square()).clamp_min(1e-12).sqrt()
+    return {"mean": mean.tolist(), "std": std.tolist()}
+
+
+def collect(
+    base: Path, val_fraction: float, test_fraction: float, seed: int
+) -> tuple[dict[str, Files | None], list[str]]:
+    """The files of each split (given folders, else split from train) and the class names."""
+    train_dir, given = layout(base)
+    classes = class_folders(train_dir)
+    parts: dict[str, Files | None] = {"train": scan(train_dir, classes)}
+    present = set(parts["train"][1])
+    if empty := [c for i, c in enumerate(classes) if i not in present]:
+        raise ConfigError(f"dataset image_folder: no training images for classes {empty}")
+    if len(classes) < 2:
+        raise ConfigError(f"dataset image_folder: {train_dir} needs at least 2 class folders")
+    carved = 0.0  # share of the train folder already split off
+    for name, fraction in (("test", test_fraction), ("val", val_fraction)):
+        if given[name] is not None:
+            parts[name] = scan(given[name], classes)
+        elif fraction > 0:
+            parts["train"], parts[name] = split_off(parts["train"], fraction / (1 - carved), seed)
+            carved += fraction
+        else:
+            parts[name] = None
+    return parts, classes
 
 
 @DATASETS.register("image_folder", reads_files=True)
@@ -89,35 +150,15 @@ def image_folder(
     """root/{train,val,test}/<class>/*; val and test are split from train when absent."""
     if root is None:
         raise ConfigError(
-            "dataset.root: set it to the folder holding train/ (or the class folders)"
+            "dataset.root: required by dataset image_folder; set it to the folder holding "
+            "train/ (or the class folders themselves)"
         )
-    if image_size < 1 or random_crop_padding < 0:
-        raise ConfigError(
-            f"dataset.image_size must be >= 1 and dataset.random_crop_padding >= 0, "
-            f"got {image_size} and {random_crop_padding}"
-        )
+    check_image_options(random_crop_padding, image_size=image_size)
+    check_fractions(val_fraction, test_fraction)
     base = Path(root).expanduser()
     if not base.is_dir():
         raise ConfigError(f"dataset.root: {base} is not a folder")
-    check_fractions(val_fraction, test_fraction)
-    train_dir = base / "train" if (base / "train").is_dir() else base
-    files, labels, classes = scan(train_dir)
-    parts = {"train": (files, labels), "val": None, "test": None}
-    carved = 0.0  # share of the whole already split off the train folder
-    for name, fraction in (("test", test_fraction), ("val", val_fraction)):
-        if (base / name).is_dir() and train_dir != base:
-            parts[name] = scan(base / name, classes)[:2]
-        elif fraction > 0:
-            rest_files, rest_labels = parts["train"]
-            tf, ef, tl, el = train_test_split(
-                rest_files,
-                rest_labels,
-                test_size=fraction / (1 - carved),
-                random_state=split_seed,
-                stratify=rest_labels,
-            )
-            parts["train"], parts[name] = (tf, tl), (ef, el)
-            carved += fraction
+    parts, classes = collect(base, val_fraction, test_fraction, split_seed)
     sets = {k: None if v is None else ImageFiles(*v, image_size) for k, v in parts.items()}
     meta = DataMeta(
         task="binary" if len(classes) == 2 else "multiclass",

@@ -1,14 +1,13 @@
 """MNIST, Fashion-MNIST and CIFAR-10, decoded once into uint8 tensors (N, C, H, W) in memory.
 
 Files are read where they lie (the official .gz / .tar.gz included) and never extracted, so a
-read-only data folder works. Normalisation and augmentation happen per batch on the device
-(dltrain.data.transforms), driven by meta.preprocessing.
+read-only data folder works. Normalisation uses the standard per-channel constants of each
+official train set (STATS, in [0, 1] pixel units); it and augmentation happen per batch on the
+device (dltrain.data.transforms), driven by meta.preprocessing.
 """
 
 from __future__ import annotations
 
-import gzip
-import os
 import pickle
 import tarfile
 from pathlib import Path
@@ -18,186 +17,158 @@ import torch
 from sklearn.model_selection import train_test_split
 from torch.utils.data import TensorDataset
 
+from dltrain.data.files import (
+    IDX_IMAGES,
+    IDX_LABELS,
+    check_image_options,
+    data_root,
+    missing_files,
+    plain_or_gz,
+    read_idx,
+)
 from dltrain.data.splits import DataMeta, DataSplits
 from dltrain.registry import DATASETS, ConfigError
 
-IDX_FILES = {
-    "train_images": "train-images-idx3-ubyte",
-    "train_labels": "train-labels-idx1-ubyte",
-    "test_images": "t10k-images-idx3-ubyte",
-    "test_labels": "t10k-labels-idx1-ubyte",
+IDX_FILES = {  # key -> (file name, magic number)
+    "train_images": ("train-images-idx3-ubyte", IDX_IMAGES),
+    "train_labels": ("train-labels-idx1-ubyte", IDX_LABELS),
+    "test_images": ("t10k-images-idx3-ubyte", IDX_IMAGES),
+    "test_labels": ("t10k-labels-idx1-ubyte", IDX_LABELS),
 }
-MNIST_CLASSES = [str(i) for i in range(10)]
-FASHION_CLASSES = [
-    "T-shirt/top",
-    "Trouser",
-    "Pullover",
-    "Dress",
-    "Coat",
-    "Sandal",
-    "Shirt",
-    "Sneaker",
-    "Bag",
-    "Ankle boot",
-]
-CIFAR_CLASSES = [
-    "airplane",
-    "automobile",
-    "bird",
-    "cat",
-    "deer",
-    "dog",
-    "frog",
-    "horse",
-    "ship",
-    "truck",
-]
+IDX_FOLDERS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}  # torchvision's layout
+CIFAR_FOLDER, CIFAR_ARCHIVE = "cifar-10-batches-py", "cifar-10-python.tar.gz"
+CIFAR_BATCHES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+CLASSES = {
+    "mnist": [str(i) for i in range(10)],
+    "fashion_mnist": [
+        *("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat"),
+        *("Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+    ],
+    "cifar10": [
+        *("airplane", "automobile", "bird", "cat", "deer"),
+        *("dog", "frog", "horse", "ship", "truck"),
+    ],
+}
+SHAPES = {"mnist": (1, 28, 28), "fashion_mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
 # Per-channel mean/std of each official train set, in [0, 1] pixel units.
 STATS = {
     "mnist": ([0.1307], [0.3081]),
     "fashion_mnist": ([0.2860], [0.3530]),
     "cifar10": ([0.4914, 0.4822, 0.4465], [0.2470, 0.2435, 0.2616]),
 }
+Arrays = dict[str, np.ndarray]  # train_images, train_labels, test_images, test_labels
 
 
-def data_root(data_dir: str | None) -> Path:
-    """`data_dir`, else $DLTRAIN_DATA_DIR, else ~/.cache/dltrain."""
-    chosen = data_dir or os.environ.get("DLTRAIN_DATA_DIR") or Path.home() / ".cache" / "dltrain"
-    return Path(chosen).expanduser()
+def absent_files(name: str, root: Path) -> list[str]:
+    """The expected data files of `name` under `root` that are not there (empty: all present)."""
+    if name == "cifar10":
+        folder = root / CIFAR_FOLDER
+        if all((folder / b).is_file() for b in CIFAR_BATCHES) or (root / CIFAR_ARCHIVE).is_file():
+            return []
+        return [f"{folder}/{{data_batch_1..5,test_batch}} (or {root / CIFAR_ARCHIVE})"]
+    raw = root / IDX_FOLDERS[name] / "raw"
+    return [f"{raw / stem}(.gz)" for stem, _ in IDX_FILES.values() if not plain_or_gz(raw / stem)]
 
 
-def missing(dataset: str, paths: list[Path]) -> ConfigError:
-    """The one-line error for absent data files, saying how to get them."""
-    return ConfigError(
-        f"dataset {dataset}: missing {', '.join(map(str, paths))}; set dataset.download=true "
-        "(needs internet), or put the official files there, or point dataset.data_dir (or "
-        "DLTRAIN_DATA_DIR) at the folder that holds them"
-    )
-
-
-def read_idx(path: Path) -> np.ndarray:
-    """An IDX file (optionally .gz) as a uint8 array; ConfigError when it is not a valid one."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rb") as f:
-            data = f.read()
-    except (OSError, EOFError) as e:
-        raise ConfigError(f"dataset file {path} cannot be read: {e}") from None
-    if len(data) < 4 or data[:2] != b"\0\0" or data[2] != 0x08:
-        raise ConfigError(f"dataset file {path} is not an IDX file of unsigned bytes")
-    ndim = data[3]
-    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
-    body = data[4 + 4 * ndim :]
-    if len(body) != int(np.prod(dims)):
-        raise ConfigError(f"dataset file {path} is truncated: {len(body)} of {np.prod(dims)} bytes")
-    return np.frombuffer(body, dtype=np.uint8).reshape(dims)
-
-
-def idx_arrays(name: str, folder: Path) -> dict[str, np.ndarray]:
-    """The four IDX arrays of an MNIST-style dataset from `folder` (plain or .gz files)."""
-    found, absent = {}, []
-    for key, stem in IDX_FILES.items():
-        candidates = [folder / stem, folder / f"{stem}.gz"]
-        path = next((p for p in candidates if p.is_file()), None)
-        if path is None:
-            absent.append(folder / f"{stem}(.gz)")
-        else:
-            found[key] = path
-    if absent:
-        raise missing(name, absent)
-    return {key: read_idx(path) for key, path in found.items()}
-
-
-def cifar_arrays(root: Path) -> dict[str, np.ndarray]:
-    """CIFAR-10's python batches from root/cifar-10-batches-py or root/cifar-10-python.tar.gz."""
-    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
-    folder, archive = root / "cifar-10-batches-py", root / "cifar-10-python.tar.gz"
-    if all((folder / n).is_file() for n in names):
-        raw = {n: (folder / n).read_bytes() for n in names}
-    elif archive.is_file():
-        with tarfile.open(archive, "r:gz") as tar:
-            raw = {n: tar.extractfile(f"cifar-10-batches-py/{n}").read() for n in names}
-    else:
-        raise missing("cifar10", [folder / n for n in names] + [archive])
-    batches = {}
-    for n, blob in raw.items():
-        try:
-            entry = pickle.loads(blob, encoding="bytes")  # noqa: S301 - the official format
-            batches[n] = (
-                np.asarray(entry[b"data"], np.uint8).reshape(-1, 3, 32, 32),
-                np.asarray(entry[b"labels"], np.int64),
+def read_idx_set(name: str, raw: Path) -> Arrays:
+    """The four IDX arrays of an MNIST-style dataset; images get their channel axis."""
+    paths = {key: plain_or_gz(raw / stem) for key, (stem, _) in IDX_FILES.items()}
+    arrays = {key: read_idx(paths[key], magic) for key, (_, magic) in IDX_FILES.items()}
+    for split in ("train", "test"):
+        images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+        if images.shape[1:] != SHAPES[name][1:] or len(images) != len(labels):
+            raise ConfigError(
+                f"dataset {name}: {paths[f'{split}_images']} holds {images.shape} images and "
+                f"{paths[f'{split}_labels']} {labels.shape} labels; expected (N, 28, 28) and (N,)"
             )
-        except Exception as e:
-            raise ConfigError(f"dataset cifar10: batch {n} is not a CIFAR-10 batch ({e})") from None
-    train = [batches[n] for n in names[:-1]]
+        arrays[f"{split}_images"] = images[:, None]
+    return arrays
+
+
+def read_cifar(root: Path) -> Arrays:
+    """CIFAR-10's python batches from root/cifar-10-batches-py or, unextracted, the official tar."""
+    folder = root / CIFAR_FOLDER
+    if all((folder / b).is_file() for b in CIFAR_BATCHES):
+        raw = {b: (folder / b).read_bytes() for b in CIFAR_BATCHES}
+    else:
+        try:
+            with tarfile.open(root / CIFAR_ARCHIVE, "r:gz") as tar:
+                raw = {b: tar.extractfile(f"{CIFAR_FOLDER}/{b}").read() for b in CIFAR_BATCHES}
+        except (OSError, EOFError, KeyError, tarfile.TarError) as e:
+            raise ConfigError(
+                f"dataset file {root / CIFAR_ARCHIVE}: cannot be read ({e})"
+            ) from None
+    batches = {b: cifar_batch(blob, b) for b, blob in raw.items()}
     return {
-        "train_images": np.concatenate([b[0] for b in train]),
-        "train_labels": np.concatenate([b[1] for b in train]),
+        "train_images": np.concatenate([batches[b][0] for b in CIFAR_BATCHES[:-1]]),
+        "train_labels": np.concatenate([batches[b][1] for b in CIFAR_BATCHES[:-1]]),
         "test_images": batches["test_batch"][0],
         "test_labels": batches["test_batch"][1],
     }
 
 
+def cifar_batch(blob: bytes, batch: str) -> tuple[np.ndarray, np.ndarray]:
+    """Images (N, 3, 32, 32) and labels of one pickled CIFAR-10 batch."""
+    try:
+        entry = pickle.loads(blob, encoding="bytes")  # the official format is a pickle
+        images = np.asarray(entry[b"data"], np.uint8).reshape(-1, 3, 32, 32)
+        labels = np.asarray(entry[b"labels"], np.int64)
+    except Exception as e:  # any garbage: a wrong file, truncation, a different pickle
+        raise ConfigError(f"dataset cifar10: {batch} is not a CIFAR-10 batch ({e})") from None
+    if len(images) != len(labels):
+        raise ConfigError(
+            f"dataset cifar10: {batch} has {len(images)} images, {len(labels)} labels"
+        )
+    return images, labels
+
+
 def download(name: str, root: Path) -> None:
-    """torchvision's own download (with its checksums) into root."""
+    """torchvision's own download into root; it verifies the checksums."""
     from torchvision import datasets
 
-    cls = {
-        "mnist": datasets.MNIST,
-        "fashion_mnist": datasets.FashionMNIST,
-        "cifar10": datasets.CIFAR10,
-    }[name]
+    cls = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "cifar10": "CIFAR10"}[name]
     for train in (True, False):
-        cls(str(root), train=train, download=True)
+        getattr(datasets, cls)(root=str(root), train=train, download=True)
 
 
-def load_arrays(name: str, root: Path, download_missing: bool) -> dict[str, np.ndarray]:
-    """The dataset's arrays, downloading first when asked to and the files are absent."""
-    read = {
-        "mnist": lambda: idx_arrays("mnist", root / "MNIST" / "raw"),
-        "fashion_mnist": lambda: idx_arrays("fashion_mnist", root / "FashionMNIST" / "raw"),
-        "cifar10": lambda: cifar_arrays(root),
-    }[name]
-    try:
-        return read()
-    except ConfigError:
-        if not download_missing:
-            raise
-    download(name, root)
-    return read()
+def load_arrays(name: str, root: Path, allow_download: bool = False) -> Arrays:
+    """The dataset's arrays from `root`, downloaded first when absent and allowed."""
+    if absent_files(name, root) and allow_download:
+        download(name, root)
+    if absent := absent_files(name, root):
+        raise missing_files(name, absent)
+    if name == "cifar10":
+        return read_cifar(root)
+    return read_idx_set(name, root / IDX_FOLDERS[name] / "raw")
 
 
-def image_splits(
-    name: str, arrays: dict[str, np.ndarray], val_fraction: float, split_seed: int, augment: dict
-) -> DataSplits:
-    """Train/val (stratified from the official train set) and the official test set."""
-    images, labels = arrays["train_images"], arrays["train_labels"].astype(np.int64)
-    if images.ndim == 3:  # (N, H, W) grey images
-        images = images[:, None]
-    test_images = arrays["test_images"]
-    test_images = test_images[:, None] if test_images.ndim == 3 else test_images
-    val = None
+def image_splits(name: str, arrays: Arrays, val_fraction: float, split_seed: int) -> DataSplits:
+    """Train and a stratified val carved from the official train set; the official test set."""
+    images = torch.from_numpy(arrays["train_images"])
+    labels = torch.from_numpy(arrays["train_labels"].astype(np.int64))
+    for split, values in (("train", labels), ("test", arrays["test_labels"])):
+        if len(values) and not 0 <= int(values.min()) <= int(values.max()) < 10:
+            raise ConfigError(f"dataset {name}: {split} labels outside 0..9")
+    train, val = TensorDataset(images, labels), None
     if val_fraction > 0:
-        images, val_x, labels, val_y = train_test_split(
-            images, labels, test_size=val_fraction, random_state=split_seed, stratify=labels
+        keep, held = train_test_split(
+            np.arange(len(labels)),
+            test_size=val_fraction,
+            random_state=split_seed,
+            stratify=arrays["train_labels"],
         )
-        val = TensorDataset(torch.from_numpy(val_x.copy()), torch.from_numpy(val_y))
+        keep, held = torch.from_numpy(keep), torch.from_numpy(held)
+        train = TensorDataset(images[keep], labels[keep])
+        val = TensorDataset(images[held], labels[held])
+    test_labels = torch.from_numpy(arrays["test_labels"].astype(np.int64))
+    test = TensorDataset(torch.from_numpy(arrays["test_images"]), test_labels)
     mean, std = STATS[name]
     meta = DataMeta(
         task="multiclass",
-        input_shape=tuple(images.shape[1:]),
+        input_shape=SHAPES[name],
         num_classes=10,
-        class_names={
-            "mnist": MNIST_CLASSES,
-            "fashion_mnist": FASHION_CLASSES,
-            "cifar10": CIFAR_CLASSES,
-        }[name],
-        preprocessing={"normalize": {"mean": mean, "std": std}, "augment": augment},
-    )
-    train = TensorDataset(torch.from_numpy(images.copy()), torch.from_numpy(labels))
-    test = TensorDataset(
-        torch.from_numpy(test_images.copy()),
-        torch.from_numpy(arrays["test_labels"].astype(np.int64)),
+        class_names=list(CLASSES[name]),
+        preprocessing={"normalize": {"mean": list(mean), "std": list(std)}},
     )
     return DataSplits(train, val, test, meta)
 
@@ -212,19 +183,16 @@ def _register(name: str) -> None:
         random_crop_padding: int = 0,
         horizontal_flip: bool = False,
     ) -> DataSplits:
-        problems = []
-        if not 0 <= val_fraction < 1:
-            problems.append(f"dataset.val_fraction: must be in [0, 1), got {val_fraction}")
-        if random_crop_padding < 0:
-            problems.append(f"dataset.random_crop_padding: must be >= 0, got {random_crop_padding}")
-        if problems:
-            raise ConfigError(problems)
+        check_image_options(random_crop_padding, val_fraction=val_fraction)
         arrays = load_arrays(name, data_root(data_dir), download)
+        data = image_splits(name, arrays, val_fraction, split_seed)
         augment = {"crop_padding": random_crop_padding, "hflip": horizontal_flip}
-        return image_splits(name, arrays, val_fraction, split_seed, augment)
+        data.meta.preprocessing["augment"] = augment
+        return data
 
-    build.__doc__ = f"{name} from data_dir, in memory as uint8 (official test set as test)."
+    build.__name__ = name
+    build.__doc__ = f"{name} from data_dir as uint8 tensors in memory (official test set as test)."
 
 
-for _name in ("mnist", "fashion_mnist", "cifar10"):
+for _name in CLASSES:
     _register(_name)

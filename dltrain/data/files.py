@@ -1,0 +1,83 @@
+"""Small helpers for datasets read from files: where data lives, IDX parsing, option checks."""
+
+from __future__ import annotations
+
+import gzip
+import os
+from pathlib import Path
+
+import numpy as np
+
+from dltrain.registry import ConfigError
+
+IDX_IMAGES = 0x00000803  # unsigned bytes, 3 dimensions (count, rows, columns)
+IDX_LABELS = 0x00000801  # unsigned bytes, 1 dimension (count)
+MAX_IDX_BYTES = 1 << 32  # far above any real IDX file; guards against a garbled header
+
+
+def data_root(data_dir: str | None) -> Path:
+    """`data_dir`, else $DLTRAIN_DATA_DIR, else ~/.cache/dltrain."""
+    chosen = data_dir or os.environ.get("DLTRAIN_DATA_DIR") or Path.home() / ".cache" / "dltrain"
+    return Path(chosen).expanduser()
+
+
+def missing_files(dataset: str, expected: list[str]) -> ConfigError:
+    """The one-line error for absent data files: the exact paths expected and how to get them."""
+    return ConfigError(
+        f"dataset {dataset}: missing {', '.join(expected)}; set dataset.download=true "
+        "(needs internet), or put the official files there, or set dataset.data_dir / "
+        "DLTRAIN_DATA_DIR to the folder that holds them"
+    )
+
+
+def plain_or_gz(path: Path) -> Path | None:
+    """`path` if it is a file, else `path`.gz if that is one, else None."""
+    gz = path.with_name(f"{path.name}.gz")
+    return next((p for p in (path, gz) if p.is_file()), None)
+
+
+def read_idx(path: Path, magic: int) -> np.ndarray:
+    """The uint8 array in an IDX file (read in place, .gz too); ConfigError naming a bad file."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            header = f.read(4)
+            if len(header) < 4 or int.from_bytes(header, "big") != magic:
+                raise ConfigError(
+                    f"dataset file {path}: not an IDX file (magic number {header.hex() or 'none'}, "
+                    f"expected {magic:08x})"
+                )
+            ndim = magic & 0xFF
+            raw_dims = f.read(4 * ndim)
+            if len(raw_dims) < 4 * ndim:
+                raise ConfigError(f"dataset file {path}: truncated IDX header")
+            dims = [int.from_bytes(raw_dims[i : i + 4], "big") for i in range(0, 4 * ndim, 4)]
+            size = int(np.prod(dims))
+            if size > MAX_IDX_BYTES:
+                raise ConfigError(f"dataset file {path}: implausible IDX dimensions {dims}")
+            array = np.empty(size, dtype=np.uint8)  # filled in place: no second copy in memory
+            got = f.readinto(memoryview(array))
+            extra = len(f.read(1))
+    except (OSError, EOFError) as e:  # unreadable, or a broken gzip stream
+        raise ConfigError(f"dataset file {path}: cannot be read ({e})") from None
+    if got != size or extra:
+        raise ConfigError(
+            f"dataset file {path}: {'truncated' if got != size else 'has trailing bytes'}: "
+            f"the header {dims} needs {size} data bytes"
+        )
+    return array.reshape(dims)
+
+
+def check_image_options(
+    random_crop_padding: int, val_fraction: float | None = None, image_size: int | None = None
+) -> None:
+    """ConfigError naming each impossible option as dataset.<key>, all at once."""
+    problems = []
+    if val_fraction is not None and not 0 <= val_fraction < 1:
+        problems.append(f"dataset.val_fraction: must be in [0, 1), got {val_fraction}")
+    if random_crop_padding < 0:
+        problems.append(f"dataset.random_crop_padding: must be >= 0, got {random_crop_padding}")
+    if image_size is not None and image_size < 1:
+        problems.append(f"dataset.image_size: must be >= 1, got {image_size}")
+    if problems:
+        raise ConfigError(problems)

@@ -127,8 +127,12 @@ def download(name: str, root: Path) -> None:
     from torchvision import datasets
 
     cls = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "cifar10": "CIFAR10"}[name]
-    for train in (True, False):
-        getattr(datasets, cls)(root=str(root), train=train, download=True)
+    try:
+        for train in (True, False):
+            getattr(datasets, cls)(root=str(root), train=train, download=True)
+    except (OSError, RuntimeError) as e:  # no network, a checksum mismatch, no space
+        message = " ".join(str(e).split())
+        raise ConfigError(f"dataset {name}: download into {root} failed: {message}") from None
 
 
 def load_arrays(name: str, root: Path, allow_download: bool = False) -> Arrays:

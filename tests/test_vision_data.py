@@ -237,6 +237,11 @@ def test_a_corrupt_cifar_batch_is_named(tmp_path: Path) -> None:
     (write_cifar(tmp_path) / "data_batch_3").write_bytes(b"not a pickle")
     with pytest.raises(ConfigError, match="data_batch_3 is not a CIFAR-10 batch"):
         build("cifar10", data_dir=str(tmp_path))
+    (tmp_path / "cifar-10-batches-py" / "test_batch").unlink()  # now only the archive counts
+    with tarfile.open(tmp_path / "cifar-10-python.tar.gz", "w:gz") as tar:
+        tar.add(tmp_path / "cifar-10-batches-py", arcname="cifar-10-batches-py")
+    with pytest.raises(ConfigError, match="cifar-10-python.tar.gz: lacks .*/test_batch"):
+        build("cifar10", data_dir=str(tmp_path))
 
 
 @pytest.mark.parametrize(

@@ -14,9 +14,9 @@ import torch
 from sklearn.model_selection import train_test_split
 
 from dltrain.data.batches import TokenDataset
+from dltrain.data.files import data_root
 from dltrain.data.splits import DataMeta, DataSplits, check_fractions
 from dltrain.data.text_files import Texts, read_ag_news, read_imdb, read_sst2, read_text_csv
-from dltrain.data.vision import data_root
 from dltrain.registry import DATASETS, ConfigError
 
 SPECIALS = ["[PAD]", "[UNK]"]  # ids 0 and 1: the models treat id 0 as padding

@@ -91,13 +91,8 @@ def read_cifar(root: Path) -> Arrays:
     if all((folder / b).is_file() for b in CIFAR_BATCHES):
         raw = {b: (folder / b).read_bytes() for b in CIFAR_BATCHES}
     else:
-        try:
-            with tarfile.open(root / CIFAR_ARCHIVE, "r:gz") as tar:
-                raw = {b: tar.extractfile(f"{CIFAR_FOLDER}/{b}").read() for b in CIFAR_BATCHES}
-        except (OSError, EOFError, KeyError, tarfile.TarError) as e:
-            raise ConfigError(
-                f"dataset file {root / CIFAR_ARCHIVE}: cannot be read ({e})"
-            ) from None
+        raw = read_members(root / CIFAR_ARCHIVE, [f"{CIFAR_FOLDER}/{b}" for b in CIFAR_BATCHES])
+        raw = {b: raw[f"{CIFAR_FOLDER}/{b}"] for b in CIFAR_BATCHES}
     batches = {b: cifar_batch(blob, b) for b, blob in raw.items()}
     return {
         "train_images": np.concatenate([batches[b][0] for b in CIFAR_BATCHES[:-1]]),
@@ -105,6 +100,21 @@ def read_cifar(root: Path) -> Arrays:
         "test_images": batches["test_batch"][0],
         "test_labels": batches["test_batch"][1],
     }
+
+
+def read_members(archive: Path, names: list[str]) -> dict[str, bytes]:
+    """The named files of a .tar.gz, in one pass over the stream (the archive stays packed)."""
+    found = {}
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            for member in tar:  # stream order: looking names up instead would re-read the gzip
+                if member.name in names:
+                    found[member.name] = tar.extractfile(member).read()
+    except (OSError, EOFError, tarfile.TarError) as e:
+        raise ConfigError(f"dataset file {archive}: cannot be read ({e})") from None
+    if absent := [n for n in names if n not in found]:
+        raise ConfigError(f"dataset file {archive}: lacks {', '.join(absent)}")
+    return found
 
 
 def cifar_batch(blob: bytes, batch: str) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,56 @@
+"""What an image run shows in TensorBoard, and a real MNIST run end to end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from dltrain.train import run
+
+from .conftest import FAST, compose_config
+from .test_vision_data import SHARED, make_mnist
+
+
+def test_image_run_logs_samples_confusion_misclassified_and_histograms(tmp_path: Path) -> None:
+    root = make_mnist(tmp_path / "data", n=200)
+    cfg = compose_config(
+        *FAST,
+        "model=cnn",
+        "dataset=mnist",
+        f"dataset.data_dir={root}",
+        "dataset.random_crop_padding=2",
+        "trainer.epochs=2",
+        "trainer.precision=bf16-mixed",
+        "trainer.channels_last=true",
+        "trainer.histogram_every_n_epochs=1",
+        "model.channels=[4,8]",
+    )
+    summary = run(cfg, tmp_path / "run")
+    assert summary["status"] == "completed"
+    events = EventAccumulator(
+        str(tmp_path / "run" / "tensorboard"), size_guidance={"images": 0, "histograms": 0}
+    )
+    events.Reload()
+    tags = events.Tags()
+    assert {"train/samples", "test/confusion_matrix_plot"} <= set(tags["images"])
+    assert len(tags["histograms"]) == len(
+        [k for k in tags["histograms"] if k.startswith("weights/")]
+    )
+    assert len(events.Histograms("weights/0.weight")) == 2  # one per epoch
+    if summary["metrics"]["test/acc"] < 1.0:
+        assert "test/misclassified" in tags["images"]
+
+
+def test_one_epoch_of_the_fast_recipe_on_real_mnist(tmp_path: Path) -> None:
+    if not (SHARED / "mnist").is_dir():
+        pytest.skip(f"{SHARED / 'mnist'} is absent (the real data lives outside the repo)")
+    cfg = compose_config(
+        "experiment=mnist_fast",
+        f"dataset.data_dir={SHARED / 'mnist'}",
+        "trainer.epochs=1",
+        "trainer.device=cpu",
+    )
+    summary = run(cfg, tmp_path)
+    assert summary["metrics"]["test/acc"] > 0.97

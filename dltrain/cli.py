@@ -108,10 +108,13 @@ def _job_problems(parser: OverridesParser, overrides: list[str], config_name: st
             key_overrides.append(override)
     try:
         base = compose(config_name, overrides=group_overrides)
-        problems += [p for o in key_overrides if (p := _unknown_key(base, o.key_or_group))]
-        if problems:
-            return problems
-        check_config(compose(config_name, overrides=overrides))
+        known_keys = []
+        for override in key_overrides:
+            unknown = _unknown_key(base, override.key_or_group)
+            problems += [unknown] if unknown else []
+            known_keys += [] if unknown else [override.input_line]
+        # Check the values too, leaving out what is already reported, so all come out at once.
+        check_config(compose(config_name, overrides=group_overrides + known_keys))
     except ConfigError as e:
         problems += e.problems
     except (HydraException, OmegaConfBaseException) as e:

@@ -42,6 +42,7 @@ def test_typos_exit_2_with_suggestions_and_no_traceback(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr + result.stdout
     assert "model=mpl: no such model option. Did you mean 'mlp'?" in result.stderr
     assert "trainer.epoch: no such key in trainer. Did you mean 'trainer.epochs'?" in result.stderr
+    assert "optimizer.lr: must be float, got 'fast'" in result.stderr  # values checked as well
     assert not (tmp_path / "outputs").exists()  # nothing was started
 
 

@@ -221,3 +221,21 @@ def test_a_loss_that_does_not_fit_is_refused_before_training(tmp_path: Path) -> 
     with pytest.raises(ConfigError, match="loss=cross_entropy: does not fit dataset 'diabetes'"):
         run(compose_config(*FAST, "dataset=diabetes"), tmp_path)
     assert not (tmp_path / "checkpoints").exists()
+
+
+def test_rng_states_round_trip_through_a_checkpoint(tmp_path: Path) -> None:
+    import random
+
+    import numpy as np
+
+    checkpoint.save_atomic({"rng": checkpoint.rng_states()}, tmp_path / "rng.pt")
+    first = (random.random(), np.random.rand(), torch.rand(1).item())
+    checkpoint.set_rng_states(checkpoint.load(tmp_path / "rng.pt")["rng"])
+    assert (random.random(), np.random.rand(), torch.rand(1).item()) == first
+
+
+def test_a_corrupt_checkpoint_is_a_one_line_error(tmp_path: Path) -> None:
+    path = tmp_path / "last.pt"
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(ConfigError, match="is truncated, corrupted or not a PyTorch weights file"):
+        checkpoint.load(path)

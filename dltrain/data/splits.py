@@ -14,8 +14,6 @@ from torch.utils.data import Dataset, TensorDataset
 
 from dltrain.registry import DATASETS, ConfigError
 
-TASKS = ("regression", "binary", "multiclass")
-
 
 @dataclass
 class DataMeta:

@@ -6,8 +6,10 @@ inside checkpoints), so evaluation and prediction encode text exactly as trainin
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -120,119 +122,79 @@ def _index(label: str, classes: list[str]) -> int:
     return classes.index(label)
 
 
-@DATASETS.register("imdb", reads_files=True)
-def imdb(
-    path: str | None = None,
+def _text_options(
     val_fraction: float = 0.1,
-    split_seed: int = 0,
-    tokenizer: Kind = "word",
-    vocab_size: int = 25000,
-    min_frequency: int = 2,
-    lowercase: bool = True,
-    max_length: int = 256,
-) -> DataSplits:
-    """IMDB reviews (aclImdb folder or its .tar.gz): 25k train / 25k test, neg=0, pos=1."""
-    return text_splits(
-        read_imdb(locate(path, ["aclImdb", "aclImdb_v1.tar.gz", "aclImdb_labeled.tar.gz"])),
-        classes=["neg", "pos"],
-        val_fraction=val_fraction,
-        test_fraction=0.0,
-        split_seed=split_seed,
-        tokenizer=tokenizer,
-        vocab_size=vocab_size,
-        min_frequency=min_frequency,
-        lowercase=lowercase,
-        max_length=max_length,
-    )
-
-
-@DATASETS.register("sst2", reads_files=True)
-def sst2(
-    path: str | None = None,
-    val_fraction: float = 0.05,
+    test_fraction: float = 0.15,  # used only by datasets without a test set of their own
     split_seed: int = 0,
     tokenizer: Kind = "word",
     vocab_size: int = 20000,
     min_frequency: int = 1,
     lowercase: bool = True,
-    max_length: int = 64,
-) -> DataSplits:
+    max_length: int = 256,
+) -> None:
+    """Signature holder: the split and tokenisation options every text dataset accepts."""
+
+
+TEXT_PARAMS = inspect.signature(_text_options).parameters
+
+
+def text_dataset(name: str, has_test_set: bool, **info: Any) -> Callable:
+    """Register `read(**options) -> (splits, classes)` as dataset `name`, adding TEXT_PARAMS.
+
+    Datasets that ship their own test set take no test_fraction.
+    """
+    shared = [p for k, p in TEXT_PARAMS.items() if not (has_test_set and k == "test_fraction")]
+
+    def register(read: Callable[..., tuple[dict[str, Texts], list[str] | None]]) -> Callable:
+        def build(**options: Any) -> DataSplits:
+            common = {k: options.pop(k, p.default) for k, p in TEXT_PARAMS.items()}
+            splits, classes = read(**options)
+            return text_splits(splits, classes=classes, **common)
+
+        build.__signature__ = inspect.Signature(
+            [*inspect.signature(read).parameters.values(), *shared]
+        )
+        build.__doc__ = read.__doc__
+        DATASETS.register(name, reads_files=True, **info)(build)
+        return read
+
+    return register
+
+
+@text_dataset("imdb", has_test_set=True)
+def imdb(path: str | None = None) -> tuple[dict[str, Texts], list[str]]:
+    """IMDB reviews (aclImdb folder or its .tar.gz): 25k train / 25k test, neg=0, pos=1."""
+    found = locate(path, ["aclImdb", "aclImdb_v1.tar.gz", "aclImdb_labeled.tar.gz"])
+    return read_imdb(found), ["neg", "pos"]
+
+
+@text_dataset("sst2", has_test_set=True)
+def sst2(path: str | None = None) -> tuple[dict[str, Texts], list[str]]:
     """GLUE SST-2: train (val carved from it) and the labelled dev set as test."""
     read = read_sst2(locate(path, ["SST-2"]))
-    return text_splits(
-        {"train": read["train"], "test": read["dev"]},
-        classes=["0", "1"],
-        val_fraction=val_fraction,
-        test_fraction=0.0,
-        split_seed=split_seed,
-        tokenizer=tokenizer,
-        vocab_size=vocab_size,
-        min_frequency=min_frequency,
-        lowercase=lowercase,
-        max_length=max_length,
-    )
+    return {"train": read["train"], "test": read["dev"]}, ["0", "1"]
 
 
-@DATASETS.register("ag_news", task="multiclass", reads_files=True)
-def ag_news(
-    path: str | None = None,
-    val_fraction: float = 0.1,
-    test_fraction: float = 0.2,
-    split_seed: int = 0,
-    tokenizer: Kind = "word",
-    vocab_size: int = 20000,
-    min_frequency: int = 2,
-    lowercase: bool = True,
-    max_length: int = 128,
-) -> DataSplits:
+@text_dataset("ag_news", has_test_set=False, task="multiclass")
+def ag_news(path: str | None = None) -> tuple[dict[str, Texts], list[str]]:
     """AG_NEWS (4 classes); when only one CSV exists, val and test are split from it."""
     splits, names = read_ag_news(locate(path, ["ag_news_csv"]))
+    names = names or ["1", "2", "3", "4"]
     if "train" not in splits:  # only test.csv here: it becomes the pool everything is split from
         splits = {"train": splits.pop("test")}
-    classes = ["1", "2", "3", "4"]
-    data = text_splits(
-        splits,
-        classes=classes,
-        val_fraction=val_fraction,
-        test_fraction=test_fraction,
-        split_seed=split_seed,
-        tokenizer=tokenizer,
-        vocab_size=vocab_size,
-        min_frequency=min_frequency,
-        lowercase=lowercase,
-        max_length=max_length,
-    )
-    data.meta.class_names = names or classes
-    return data
+    # The CSVs number the classes 1-4 in the order of classes.txt.
+    named = {
+        k: (texts, [names[int(label) - 1] for label in labels])
+        for k, (texts, labels) in splits.items()
+    }
+    return named, names
 
 
-@DATASETS.register("text_csv", reads_files=True)
+@text_dataset("text_csv", has_test_set=False)
 def text_csv(
-    path: str | None = None,
-    text_column: str = "text",
-    label_column: str = "label",
-    val_fraction: float = 0.15,
-    test_fraction: float = 0.15,
-    split_seed: int = 0,
-    tokenizer: Kind = "word",
-    vocab_size: int = 20000,
-    min_frequency: int = 1,
-    lowercase: bool = True,
-    max_length: int = 256,
-) -> DataSplits:
+    path: str | None = None, text_column: str = "text", label_column: str = "label"
+) -> tuple[dict[str, Texts], None]:
     """Any CSV with a text column and a label column; classes are the sorted label values."""
     if path is None:
         raise ConfigError("dataset.path: set it to the CSV file")
-    texts = read_text_csv(Path(path).expanduser(), text_column, label_column)
-    return text_splits(
-        {"train": texts},
-        classes=None,
-        val_fraction=val_fraction,
-        test_fraction=test_fraction,
-        split_seed=split_seed,
-        tokenizer=tokenizer,
-        vocab_size=vocab_size,
-        min_frequency=min_frequency,
-        lowercase=lowercase,
-        max_length=max_length,
-    )
+    return {"train": read_text_csv(Path(path).expanduser(), text_column, label_column)}, None

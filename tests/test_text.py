@@ -1,4 +1,4 @@
-"""Text readers, tokenisation, bucketed batching and the packed text RNN on tiny fixtures."""
+"""Text readers, tokenisation, bucketed batching and the variable-length text RNN (fixtures)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 from tokenizers import Tokenizer
+from torch.nn.utils.rnn import pack_padded_sequence
 
 from dltrain.data.batches import TokenBatches, TokenDataset
+from dltrain.models.varlen import CELLS, VarLengthRNN
 from dltrain.registry import DATASETS, MODELS, ConfigError
 from dltrain.train import run
 
@@ -127,6 +129,25 @@ def test_text_rnn_ignores_padding() -> None:
     padded = torch.tensor([[4, 5, 6, 0, 0, 0]])
     assert torch.allclose(model(short), model(padded), atol=1e-6)
     assert model(torch.tensor([[4, 5, 6, 0], [7, 0, 0, 0]])).shape == (2, 3)
+
+
+@pytest.mark.parametrize("cell", sorted(CELLS))
+def test_var_length_rnn_equals_torch_on_packed_sequences(cell: str) -> None:
+    torch.manual_seed(0)
+    reference = CELLS[cell](5, 4, num_layers=2, bidirectional=True, batch_first=True)
+    ours = VarLengthRNN(cell, 5, 4, num_layers=2, bidirectional=True, dropout=0.0)
+    for layer, directions in enumerate(ours.layers):
+        for direction, rnn in enumerate(directions):
+            suffix = "_reverse" if direction else ""
+            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                getattr(rnn, f"{name}_l0").data = getattr(reference, f"{name}_l{layer}{suffix}")
+    lengths = torch.tensor([7, 3, 5, 1])
+    x = torch.randn(4, 7, 5) * (torch.arange(7) < lengths[:, None])[..., None]
+    packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+    hidden = reference(packed)[1]
+    hidden = hidden[0] if cell == "lstm" else hidden
+    expected = torch.cat([hidden[-2], hidden[-1]], dim=-1)
+    assert torch.allclose(ours(x + 9 * (x == 0), lengths), expected, atol=1e-5)  # padding unread
 
 
 def test_pretrained_vectors_are_loaded_and_can_be_frozen(tmp_path: Path) -> None:

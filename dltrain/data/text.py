@@ -22,7 +22,6 @@ from dltrain.data.text_files import Texts, read_ag_news, read_imdb, read_sst2, r
 from dltrain.registry import DATASETS, ConfigError
 
 SPECIALS = ["[PAD]", "[UNK]"]  # ids 0 and 1: the models treat id 0 as padding
-Kind = Literal["word", "wordpiece", "bpe"]
 
 
 def train_tokenizer(
@@ -126,7 +125,7 @@ def _text_options(
     val_fraction: float = 0.1,
     test_fraction: float = 0.15,  # used only by datasets without a test set of their own
     split_seed: int = 0,
-    tokenizer: Kind = "word",
+    tokenizer: Literal["word", "wordpiece", "bpe"] = "word",  # spelled out: the registry reads it
     vocab_size: int = 20000,
     min_frequency: int = 1,
     lowercase: bool = True,

@@ -1,4 +1,4 @@
-"""Text classifier: embedding -> dropout -> packed RNN/LSTM/GRU -> dropout -> linear."""
+"""Text classifier: embedding -> dropout -> RNN/LSTM/GRU over the real lengths -> linear."""
 
 from __future__ import annotations
 
@@ -7,9 +7,8 @@ from typing import Literal
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence
 
-from dltrain.models.rnn import SequenceModel
+from dltrain.models.varlen import VarLengthRNN
 from dltrain.registry import MODELS, ConfigError
 
 PADDING = 0  # the id text datasets pad with
@@ -32,15 +31,15 @@ class TextRNN(nn.Module):
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=PADDING)
         self.dropout = nn.Dropout(dropout)
-        self.encoder = SequenceModel(
-            cell, embedding_dim, out_features, hidden_size, num_layers, bidirectional, dropout
+        self.rnn = VarLengthRNN(
+            cell, embedding_dim, hidden_size, num_layers, bidirectional, dropout
         )
+        self.head = nn.Linear(hidden_size * self.rnn.directions, out_features)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        lengths = (ids != PADDING).sum(1).clamp_min(1).cpu()
-        embedded = self.dropout(self.embedding(ids))
-        packed = pack_padded_sequence(embedded, lengths, batch_first=True, enforce_sorted=False)
-        return self.encoder(packed)
+        lengths = (ids != PADDING).sum(1).clamp_min(1)  # batches are padded on the right
+        hidden = self.rnn(self.dropout(self.embedding(ids)), lengths)
+        return self.head(self.dropout(hidden))
 
 
 def load_vectors(embedding: nn.Embedding, path: Path, vocab: list[str]) -> int:

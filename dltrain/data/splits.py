@@ -57,6 +57,34 @@ def check_fractions(val_fraction: float, test_fraction: float) -> None:
         )
 
 
+def split_indices(
+    y: np.ndarray,
+    task: str,
+    *,
+    val_fraction: float,
+    test_fraction: float,
+    split_seed: int,
+    stratify: bool,
+) -> dict[str, np.ndarray | None]:
+    """Row indices of the train/val/test splits (None for an empty one), stratified by `y`."""
+    check_fractions(val_fraction, test_fraction)
+    strat = stratify and task != "regression"
+    parts: dict[str, np.ndarray | None] = {"train": np.arange(len(y)), "val": None, "test": None}
+    for name, fraction in (("test", test_fraction), ("val", val_fraction)):
+        if fraction == 0:
+            continue
+        rest = parts["train"]
+        # Fractions are of the whole dataset, so rescale for what is left after earlier cuts.
+        size = fraction / (1 - (test_fraction if name == "val" else 0))
+        parts["train"], parts[name] = train_test_split(
+            rest,
+            test_size=size,
+            random_state=split_seed,
+            stratify=y[rest] if strat else None,
+        )
+    return parts
+
+
 def split_arrays(
     x: np.ndarray,
     y: np.ndarray,
@@ -71,23 +99,15 @@ def split_arrays(
     feature_names: list[str] | None = None,
 ) -> DataSplits:
     """Split features/targets into train/val/test (stratified for classification) as tensors."""
-    check_fractions(val_fraction, test_fraction)
-    strat = stratify and task != "regression"
-    parts = {"train": (x, y), "val": None, "test": None}
-    for name, fraction in (("test", test_fraction), ("val", val_fraction)):
-        if fraction == 0:
-            continue
-        rest_x, rest_y = parts["train"]
-        # Fractions are of the whole dataset, so rescale for what is left after earlier cuts.
-        size = fraction / (1 - (test_fraction if name == "val" else 0))
-        tx, ex, ty, ey = train_test_split(
-            rest_x,
-            rest_y,
-            test_size=size,
-            random_state=split_seed,
-            stratify=rest_y if strat else None,
-        )
-        parts["train"], parts[name] = (tx, ty), (ex, ey)
+    rows = split_indices(
+        y,
+        task,
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+        split_seed=split_seed,
+        stratify=stratify,
+    )
+    parts = {k: None if i is None else (x[i], y[i]) for k, i in rows.items()}
 
     preprocessing: dict[str, Any] = {}
     if standardize:

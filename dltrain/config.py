@@ -111,7 +111,9 @@ def check_config(cfg: DictConfig) -> None:
     problems += _regularization_problems(cfg)
     problems += _trial_build_problems(cfg, valid)
     named = {g for g, r in REGISTRIES.items() if g in cfg and cfg[g].get("name") in r}
-    if {"model", "dataset", "loss"} <= named and (task := expected_task(cfg.dataset)):
+    if {"model", "dataset", "loss"} <= named and (
+        task := run_task(cfg, expected_task(cfg.dataset))
+    ):
         problems += task_problems(cfg, task)
     if problems:
         raise ConfigError(problems)
@@ -198,6 +200,11 @@ def expected_task(dataset: DictConfig) -> str | None:
         except (TypeError, ValueError):
             return None
     return task
+
+
+def run_task(cfg: DictConfig, data_task: str | None) -> str | None:
+    """The run's task: the model's own when it has one (an autoencoder reconstructs its input)."""
+    return MODELS.info(cfg.model.name).get("task") or data_task
 
 
 def fitting(registry: Registry, task: str) -> list[str]:

@@ -20,6 +20,7 @@ from dltrain.metrics import compute_metrics
 from dltrain.optim import Schedule
 from dltrain.regularization import L1, EarlyStopping, GradClip
 from dltrain.tracking import Tracker
+from dltrain.visuals import epoch_visuals
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +49,14 @@ class StepOptions:
     grad_clip: GradClip | None = None
     schedule: Schedule | None = None  # stepped here only when it is per-batch
     log_every_n_steps: int = 10
+    reconstruct: bool = False  # the target is the (transformed) input itself
 
     def inputs(self, x: torch.Tensor, train: bool) -> torch.Tensor:
         """A batch of inputs on the device, transformed."""
         x = x.to(self.device, non_blocking=True)
-        return self.transform(x, train) if self.transform is not None else x
+        if self.transform is not None:
+            return self.transform(x, train)
+        return x.float().div_(255) if x.dtype == torch.uint8 else x  # stored images
 
     def autocast(self) -> torch.autocast:
         """Mixed-precision context for the forward pass (a no-op for float32)."""
@@ -86,6 +90,7 @@ class FitState:
     best_value: float | None = None
     best_epoch: int | None = None
     best_metrics: dict[str, float] = field(default_factory=dict)
+    last_metrics: dict[str, float] = field(default_factory=dict)  # of the latest epoch
     stopped_early: bool = False
 
 
@@ -106,7 +111,8 @@ def train_one_epoch(
     samples = window_steps = 0
     scaler = opts.scaler
     for x, y in batches:
-        x, y = opts.inputs(x, train=True), y.to(opts.device, non_blocking=True)
+        x = opts.inputs(x, train=True)
+        y = x if opts.reconstruct else y.to(opts.device, non_blocking=True)
         with opts.autocast():
             outputs = model(x)
         loss = loss_fn(outputs.float(), y)  # outside autocast: some losses are unsafe in fp16
@@ -156,10 +162,12 @@ def evaluate(
     outputs, targets = [], []
     loss_sum = torch.zeros((), device=opts.device)
     for x, y in batches:
+        x = opts.inputs(x, train=False)
+        y = x if opts.reconstruct else y.to(opts.device, non_blocking=True)
         with opts.autocast():
-            out = model(opts.inputs(x, train=False))
+            out = model(x)
         out = out.float()
-        loss_sum += loss_fn(out, y.to(opts.device, non_blocking=True)) * len(y)
+        loss_sum += loss_fn(out, y) * len(y)
         outputs.append(out.cpu())
         targets.append(y.cpu())
     outputs, targets = torch.cat(outputs), torch.cat(targets)
@@ -178,6 +186,7 @@ def fit(parts: Parts, state: FitState) -> None:
         for epoch in range(state.epoch + 1, trainer.epochs + 1):
             progress.update(bar, description=f"epoch {epoch}/{trainer.epochs}")
             metrics = fit_epoch(parts, state, progress.track(train_batches, task_id=bar))
+            state.last_metrics = metrics
             schedule = parts.opts.schedule
             if schedule is not None and schedule.interval == "epoch":
                 schedule.step(metrics)
@@ -187,9 +196,7 @@ def fit(parts: Parts, state: FitState) -> None:
                 state.best_metrics = metrics
                 save_checkpoint(parts, state, "best.pt")
             save_checkpoint(parts, state, "last.pt")
-            every = trainer.histogram_every_n_epochs
-            if every and epoch % every == 0:
-                parts.tracker.histograms(parts.model, state.step)
+            epoch_visuals(parts, state.step, epoch)
             shown = list(metrics.items())[:3]  # train/loss, val/loss and the first task metric
             progress.update(bar, status="  ".join(f"{k} {v:.4f}" for k, v in shown))
             if state.stopped_early:

@@ -10,7 +10,7 @@ from torch import nn
 from dltrain.data.splits import DataMeta
 from dltrain.registry import LOSSES
 
-REGRESSION = ("regression",)
+REGRESSION = ("regression", "reconstruction")  # reconstruction: the target is the input
 BINARY = ("binary",)
 CLASSES = ("binary", "multiclass")
 
@@ -89,7 +89,7 @@ def nll() -> nn.Module:
 
 def num_outputs(meta: DataMeta, loss: str) -> int:
     """How many scores the model must output for this dataset and loss."""
-    if meta.task == "regression":
+    if meta.task in ("regression", "reconstruction"):
         return meta.num_targets
     if LOSSES.info(loss).get("outputs") == "classes":
         return meta.num_classes

@@ -9,7 +9,7 @@ from sklearn import metrics as skm
 
 def metric_names(task: str) -> list[str]:
     """Names of the metrics compute_metrics gives for a task (plus the loss)."""
-    if task == "regression":
+    if task in ("regression", "reconstruction"):
         return ["loss", "mse", "rmse", "mae", "r2"]
     return ["loss", "acc", "precision", "recall", "f1", "auc"]
 
@@ -28,7 +28,7 @@ def probabilities(outputs: torch.Tensor, task: str) -> torch.Tensor:
 
 def predictions(outputs: torch.Tensor, task: str) -> torch.Tensor:
     """Predicted class indices (classification) or values (regression)."""
-    if task == "regression":
+    if task in ("regression", "reconstruction"):
         return outputs.float()
     if task == "binary":
         return (probabilities(outputs, task) >= 0.5).long()
@@ -38,11 +38,14 @@ def predictions(outputs: torch.Tensor, task: str) -> torch.Tensor:
 def compute_metrics(outputs: torch.Tensor, targets: torch.Tensor, task: str) -> dict[str, float]:
     """Regression: mse, rmse, mae, r2. Classification: acc, precision, recall, f1, auc.
 
+    Reconstruction is scored like regression over every element (pixel, feature) at once.
     Binary precision/recall/F1 are of the positive class; multiclass ones are macro averages.
     ROC-AUC is omitted when a split lacks a class (it is undefined there).
     """
-    if task == "regression":
+    if task in ("regression", "reconstruction"):
         pred, true = outputs.float().cpu().numpy(), targets.float().cpu().numpy()
+        if task == "reconstruction":
+            pred, true = pred.reshape(-1), true.reshape(-1)
         mse = skm.mean_squared_error(true, pred)
         return {
             "mse": float(mse),

@@ -45,18 +45,42 @@ class Tracker:
         for summary in (experiment, session_start, session_end):
             file_writer.add_summary(summary)
 
-    def images(self, tag: str, images: torch.Tensor, step: int = 0) -> None:
+    def images(
+        self, tag: str, images: torch.Tensor, step: int = 0, nrow: int | None = None
+    ) -> None:
         """Log a batch of images (N, C, H, W; uint8 or float in [0, 1]) as one grid."""
-        if images.dtype == torch.uint8:
-            images = images.float() / 255
-        grid = make_grid(images, nrow=int(len(images) ** 0.5 + 0.999), padding=2, pad_value=1.0)
+        images = images.float() / 255 if images.dtype == torch.uint8 else images.float().clamp(0, 1)
+        nrow = nrow or int(len(images) ** 0.5 + 0.999)
+        grid = make_grid(images.cpu(), nrow=nrow, padding=2, pad_value=1.0)
         self.writer.add_image(tag, grid, step)
+
+    def figure(self, tag: str, fig: Any, step: int = 0, png: Path | None = None) -> None:
+        """Log a matplotlib figure (and save it as `png` when given); closes the figure."""
+        if png is not None:
+            fig.savefig(png, dpi=120)
+        self.writer.add_figure(tag, fig, step)
+
+    def embedding(
+        self,
+        tag: str,
+        codes: torch.Tensor,
+        labels: list[str],
+        images: torch.Tensor | None,
+        step: int,
+    ) -> None:
+        """Codes with their labels (and image thumbnails) for TensorBoard's embedding projector."""
+        if images is not None:
+            scale = 255 if images.dtype == torch.uint8 else 1
+            images = (images.float() / scale).clamp(0, 1)
+        self.writer.add_embedding(
+            codes, metadata=labels, label_img=images, global_step=step, tag=tag
+        )
 
     def confusion_figure(
         self, tag: str, matrix: list[list[int]], labels: list[str], step: int = 0
     ) -> None:
         """Log a confusion matrix as a heat-map figure (rows true, columns predicted)."""
-        plt = _pyplot()
+        plt = pyplot()
 
         size = min(2 + 0.5 * len(labels), 12)
         fig, ax = plt.subplots(figsize=(size, size))
@@ -76,10 +100,15 @@ class Tracker:
         self.writer.add_figure(tag, fig, step)  # closes the figure
 
     def regression_figure(
-        self, tag: str, predicted: torch.Tensor, actual: torch.Tensor, step: int = 0
+        self,
+        tag: str,
+        predicted: torch.Tensor,
+        actual: torch.Tensor,
+        step: int = 0,
+        png: Path | None = None,
     ) -> None:
         """Log predicted and actual values (first target) in split order and as a scatter."""
-        plt = _pyplot()
+        plt = pyplot()
         pred, true = predicted[:, 0].float().numpy(), actual[:, 0].float().numpy()
         fig, (series, scatter) = plt.subplots(1, 2, figsize=(10, 4))
         series.plot(true, label="actual")
@@ -91,7 +120,7 @@ class Tracker:
         scatter.plot([low, high], [low, high], color="grey", linewidth=1)
         scatter.set(xlabel="actual", ylabel="predicted")
         fig.tight_layout()
-        self.writer.add_figure(tag, fig, step)
+        self.figure(tag, fig, step, png)
 
     def histograms(self, model: nn.Module, step: int) -> None:
         """Log a histogram of every parameter tensor."""
@@ -145,7 +174,7 @@ def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def _pyplot():
+def pyplot():
     """matplotlib's pyplot on the file-only Agg backend (imported on first use: it is slow)."""
     import matplotlib
 

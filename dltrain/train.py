@@ -17,15 +17,21 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from torch import nn
 
-from dltrain import checkpoint
-from dltrain.config import PRECISIONS, TrainerOptions, check_config, options, task_problems
+from dltrain import checkpoint, visuals
+from dltrain.config import (
+    PRECISIONS,
+    TrainerOptions,
+    check_config,
+    options,
+    run_task,
+    task_problems,
+)
 from dltrain.data.batches import make_batches, samples
 from dltrain.data.splits import DataMeta, DataSplits
 from dltrain.data.transforms import BatchTransform
 from dltrain.device import seed_everything, select_device
 from dltrain.loop import DivergedError, FitState, Parts, StepOptions, evaluate, fit
 from dltrain.losses import num_outputs
-from dltrain.metrics import confusion_matrix, predictions
 from dltrain.registry import (
     DATASETS,
     INITIALIZERS,
@@ -36,7 +42,7 @@ from dltrain.registry import (
     ConfigError,
 )
 from dltrain.regularization import build_regularizers
-from dltrain.tracking import Tracker, markdown_matrix
+from dltrain.tracking import Tracker
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +84,7 @@ def build(cfg: DictConfig, run_dir: Path, console: Console | None) -> Parts:
     device = select_device(trainer.device)
 
     data = DATASETS.build(cfg.dataset.name, options(cfg.dataset))
+    data.meta.task = run_task(cfg, data.meta.task)
     if problems := task_problems(cfg, data.meta.task):
         raise ConfigError(problems)
     regs = build_regularizers(options(cfg.get("regularization") or {}))
@@ -116,6 +123,7 @@ def build(cfg: DictConfig, run_dir: Path, console: Console | None) -> Parts:
         grad_clip=regs.get("grad_clip"),
         schedule=schedule,
         log_every_n_steps=trainer.log_every_n_steps,
+        reconstruct=data.meta.task == "reconstruction",
     )
 
     tracker = start_run_dir(cfg, run_dir, data, console)
@@ -146,8 +154,11 @@ def start_run_dir(
     run_dir.mkdir(parents=True, exist_ok=True)
     resolved = OmegaConf.to_yaml(cfg, resolve=True)
     (run_dir / "config.yaml").write_text(resolved)
-    if tokenizer := data.meta.preprocessing.get("tokenizer"):  # reused to encode new text
+    preprocessing = dict(data.meta.preprocessing)  # what new inputs must go through, as here
+    if tokenizer := preprocessing.pop("tokenizer", None):
         (run_dir / "tokenizer.json").write_text(tokenizer)
+    if preprocessing:
+        checkpoint.save_json_atomic(preprocessing, run_dir / "preprocessing.json")
     tracker = Tracker(run_dir, console)
     tracker.text("config", f"```yaml\n{resolved}```")
     if len(data.meta.input_shape) == 3:  # images: show what the model is fed
@@ -181,21 +192,25 @@ def finish(parts: Parts, state: FitState) -> dict[str, Any]:
     parts.model.load_state_dict(best["model"])
     checkpoint.save_atomic(parts.model.state_dict(), parts.run_dir / "model.pt")
     final = {k: v for k, v in state.best_metrics.items() if k.startswith("val/")}
-    matrices = {}
-    meta = parts.data.meta
+    matrices, scored = {}, {}
+    task = parts.data.meta.task
     if "test" in parts.batches:
-        test, outputs, targets = evaluate(
-            parts.model, parts.batches["test"], parts.loss_fn, parts.opts, meta.task, "test"
+        test, *scored["test"] = evaluate(
+            parts.model, parts.batches["test"], parts.loss_fn, parts.opts, task, "test"
         )
         final.update(test)
         parts.tracker.scalars(test, state.step)
-        if meta.task == "regression":
-            parts.tracker.regression_figure(
-                "test/predicted_vs_actual", outputs, targets, state.step
-            )
-        else:
-            matrices["test"] = confusion_matrix(outputs, targets, meta.task, meta.num_classes)
-            log_test_visuals(parts, outputs, targets, matrices["test"], state.step)
+        matrices = visuals.test_visuals(parts, *scored["test"], state.step)
+    elif task == "reconstruction":
+        visuals.latent_space(parts, state.step)
+    if task == "binary":  # ROC curves of every split, with the best weights
+        for split in ("train", "val"):
+            if split in parts.batches:
+                batches = parts.batches[split]
+                _, *scored[split] = evaluate(
+                    parts.model, batches, parts.loss_fn, parts.opts, task, ""
+                )
+        visuals.roc_figure(parts, scored, state.step)
     best_val = {f"best/{k}": v for k, v in final.items() if k.startswith("val/")}
     parts.tracker.scalars(best_val, state.step)
     parts.tracker.hparams(
@@ -209,29 +224,10 @@ def finish(parts: Parts, state: FitState) -> dict[str, Any]:
     )
     return {
         "metrics": final,
+        "last_metrics": state.last_metrics,
         "best_epoch": state.best_epoch,
         "monitor": parts.trainer.monitor,
         "stopped_early": state.stopped_early,
         "confusion_matrix": matrices,
         "steps": state.step,
     }
-
-
-def log_test_visuals(
-    parts: Parts, outputs: torch.Tensor, targets: torch.Tensor, matrix: list[list[int]], step: int
-) -> None:
-    """The confusion matrix as text and figure; for images, a grid of misclassified test images."""
-    meta, tracker = parts.data.meta, parts.tracker
-    labels = meta.class_names or [str(i) for i in range(meta.num_classes)]
-    tracker.text("test/confusion_matrix", markdown_matrix(matrix, labels), step)
-    tracker.confusion_figure("test/confusion_matrix_plot", matrix, labels, step)
-    predicted = predictions(outputs, meta.task)
-    wrong = (predicted != targets).nonzero().flatten()[:64].tolist()
-    if len(meta.input_shape) != 3 or not wrong:
-        return
-    tracker.images("test/misclassified", samples(parts.data.test, wrong), step)
-    lines = [
-        f"{n}. true {labels[targets[i]]}, predicted {labels[predicted[i]]}"
-        for n, i in enumerate(wrong, 1)
-    ]
-    tracker.text("test/misclassified", "\n".join(lines), step)

@@ -29,6 +29,7 @@ FITTING = {
     "regression": ["dataset=diabetes", "loss=mse", "model=mlp"],
     "binary": ["dataset=breast_cancer", "loss=bce", "model=mlp"],
     "multiclass": ["dataset=digits", "loss=cross_entropy", "model=mlp"],
+    "reconstruction": ["dataset=digits", "loss=mse", "model=autoencoder"],
 }
 
 

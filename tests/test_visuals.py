@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -54,3 +55,26 @@ def test_one_epoch_of_the_fast_recipe_on_real_mnist(tmp_path: Path) -> None:
     )
     summary = run(cfg, tmp_path)
     assert summary["metrics"]["test/acc"] > 0.97
+
+
+def test_binary_run_draws_roc_curves_and_keeps_last_epoch_metrics(tmp_path: Path) -> None:
+    cfg = compose_config(
+        *FAST, "dataset=breast_cancer", "dataset.standardize=true", "loss=bce", "trainer.epochs=3"
+    )
+    summary = run(cfg, tmp_path)
+    assert (tmp_path / "roc_curve.png").stat().st_size > 10_000
+    events = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"images": 0})
+    events.Reload()
+    assert "roc_curve" in events.Tags()["images"]
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["last_metrics"] == summary["last_metrics"]
+    assert {"train/loss", "val/loss", "val/auc"} <= set(saved["last_metrics"])
+    stats = json.loads((tmp_path / "preprocessing.json").read_text())["standardize"]
+    assert len(stats["mean"]) == len(stats["std"]) == 30  # fitted on train, reused to predict
+
+
+def test_regression_run_saves_predicted_vs_actual(tmp_path: Path) -> None:
+    summary = run(compose_config(*FAST, "dataset=diabetes", "loss=mse"), tmp_path)
+    assert summary["status"] == "completed"
+    assert (tmp_path / "predicted_vs_actual.png").stat().st_size > 10_000
+    assert not (tmp_path / "roc_curve.png").exists()

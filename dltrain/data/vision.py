@@ -196,12 +196,15 @@ def _register(name: str) -> None:
         split_seed: int = 0,
         random_crop_padding: int = 0,
         horizontal_flip: bool = False,
+        normalize: bool = True,
     ) -> DataSplits:
         check_image_options(random_crop_padding, val_fraction=val_fraction)
         arrays = load_arrays(name, data_root(data_dir), download)
         data = image_splits(name, arrays, val_fraction, split_seed)
         augment = {"crop_padding": random_crop_padding, "hflip": horizontal_flip}
         data.meta.preprocessing["augment"] = augment
+        if not normalize:  # pixels stay in [0, 1], e.g. for an autoencoder's sigmoid output
+            del data.meta.preprocessing["normalize"]
         return data
 
     build.__name__ = name

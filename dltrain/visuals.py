@@ -1,0 +1,140 @@
+"""What a run draws beyond scalars: per-epoch images and the figures of the final test.
+
+Figures go to TensorBoard; the ones people look for outside it (ROC curve, predicted vs actual,
+latent space) are also saved as PNG files in the run dir.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+from sklearn import metrics as skm
+from torch.utils.data import Dataset
+
+from dltrain.data.batches import samples
+from dltrain.metrics import confusion_matrix, predictions, probabilities
+from dltrain.tracking import markdown_matrix, pyplot
+
+if TYPE_CHECKING:
+    from dltrain.loop import Parts
+
+RECONSTRUCTIONS = 8  # fixed test images shown with their reconstructions every epoch
+LATENT_POINTS = 2000  # test samples sent to the embedding projector
+
+
+def epoch_visuals(parts: Parts, step: int, epoch: int) -> None:
+    """Weight histograms when due; for image autoencoders, originals above reconstructions."""
+    every = parts.trainer.histogram_every_n_epochs
+    if every and epoch % every == 0:
+        parts.tracker.histograms(parts.model, step)
+    if parts.opts.reconstruct and len(parts.data.meta.input_shape) == 3:
+        reconstructions(parts, step)
+
+
+def test_visuals(
+    parts: Parts, outputs: torch.Tensor, targets: torch.Tensor, step: int
+) -> dict[str, list[list[int]]]:
+    """The figures of the test split for the run's task; returns confusion matrices by split."""
+    task = parts.data.meta.task
+    if task == "regression":
+        png = parts.run_dir / "predicted_vs_actual.png"
+        parts.tracker.regression_figure("test/predicted_vs_actual", outputs, targets, step, png)
+        return {}
+    if task == "reconstruction":
+        latent_space(parts, step)
+        return {}
+    matrix = confusion_matrix(outputs, targets, task, parts.data.meta.num_classes)
+    classification_visuals(parts, outputs, targets, matrix, step)
+    return {"test": matrix}
+
+
+def classification_visuals(
+    parts: Parts, outputs: torch.Tensor, targets: torch.Tensor, matrix: list[list[int]], step: int
+) -> None:
+    """The confusion matrix as text and figure; for images, a grid of misclassified test images."""
+    meta, tracker = parts.data.meta, parts.tracker
+    labels = class_labels(parts)
+    tracker.text("test/confusion_matrix", markdown_matrix(matrix, labels), step)
+    tracker.confusion_figure("test/confusion_matrix_plot", matrix, labels, step)
+    predicted = predictions(outputs, meta.task)
+    wrong = (predicted != targets).nonzero().flatten()[:64].tolist()
+    if len(meta.input_shape) != 3 or not wrong:
+        return
+    tracker.images("test/misclassified", samples(parts.data.test, wrong), step)
+    lines = [
+        f"{n}. true {labels[targets[i]]}, predicted {labels[predicted[i]]}"
+        for n, i in enumerate(wrong, 1)
+    ]
+    tracker.text("test/misclassified", "\n".join(lines), step)
+
+
+def roc_figure(
+    parts: Parts, scored: dict[str, tuple[torch.Tensor, torch.Tensor]], step: int
+) -> None:
+    """ROC curves of a binary task, one per split ({split: (outputs, targets)}), with their AUC."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(5, 5))
+    for split, (outputs, targets) in scored.items():
+        if len(targets.unique()) < 2:
+            continue  # undefined without both classes
+        scores = probabilities(outputs, "binary").numpy()
+        fpr, tpr, _ = skm.roc_curve(targets.numpy(), scores)
+        ax.plot(fpr, tpr, label=f"{split} (AUC {skm.auc(fpr, tpr):.3f})")
+    ax.plot([0, 1], [0, 1], color="grey", linewidth=1, linestyle="--")
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC curve")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    parts.tracker.figure("roc_curve", fig, step, parts.run_dir / "roc_curve.png")
+
+
+@torch.no_grad()
+def reconstructions(parts: Parts, step: int) -> None:
+    """A grid: fixed test images in the top row, the model's reconstructions below."""
+    dataset = evaluation_split(parts)
+    x = parts.opts.inputs(samples(dataset, list(range(min(RECONSTRUCTIONS, len(dataset))))), False)
+    parts.model.eval()
+    with parts.opts.autocast():
+        rebuilt = parts.model(x).float()
+    parts.tracker.images("reconstruction/test", torch.cat([x.float(), rebuilt]), step, len(x))
+
+
+@torch.no_grad()
+def latent_space(parts: Parts, step: int) -> None:
+    """Latent codes of test samples with their labels: embedding projector plus a scatter PNG."""
+    dataset = evaluation_split(parts)
+    index = list(range(min(LATENT_POINTS, len(dataset))))
+    stored = samples(dataset, index)
+    parts.model.eval()
+    codes = parts.model.encode(parts.opts.inputs(stored, False)).float().cpu()
+    labels = [dataset[i][1] for i in index]
+    names = class_labels(parts)
+    text = [names[int(y)] if names else f"{float(y):g}" for y in labels]
+    images = stored if stored.dim() == 4 else None
+    parts.tracker.embedding("latent", codes, text, images, step)
+    if codes.shape[1] not in (2, 3):
+        return  # the projector's PCA / t-SNE shows other sizes
+    plt = pyplot()
+    fig = plt.figure(figsize=(7, 6))
+    ax = fig.add_subplot(projection="3d" if codes.shape[1] == 3 else None)
+    colours = torch.tensor([float(y) for y in labels])
+    points = ax.scatter(*codes.T.numpy(), c=colours.numpy(), cmap="tab10", s=4)
+    if names:
+        handles = points.legend_elements()[0]
+        ax.legend(handles, names[: len(handles)], fontsize=7, loc="upper left")
+    ax.set_title(f"latent codes of {len(index)} test samples")
+    parts.tracker.figure("latent_space", fig, step, parts.run_dir / "latent_space.png")
+
+
+def evaluation_split(parts: Parts) -> Dataset:
+    """The split that pictures are drawn from: test, else val, else train."""
+    data = parts.data
+    return next(ds for ds in (data.test, data.val, data.train) if ds is not None)
+
+
+def class_labels(parts: Parts) -> list[str] | None:
+    """Class names for display (numbers when the dataset has none); None for regression."""
+    meta = parts.data.meta
+    if not meta.num_classes:
+        return None
+    return meta.class_names or [str(i) for i in range(meta.num_classes)]

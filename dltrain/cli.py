@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import hydra
 from hydra import compose, initialize_config_dir
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra._internal.utils import get_args_parser
+from hydra.core.config_loader import ConfigLoader
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from hydra.errors import HydraException
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -61,6 +64,25 @@ def hydra_main(cfg: DictConfig) -> float | None:
     return summary["metrics"].get(cfg.trainer.monitor)  # the objective a sweeper can read
 
 
+class ReportCallback(Callback):
+    """Registered in conf/config.yaml: when a sweep ends, compare its runs (dltrain.report)."""
+
+    def __init__(
+        self, sort: str | None = None, metrics: list[str] | None = None, tag: str = "train/loss"
+    ):
+        self.options = {"sort": sort, "metrics": metrics, "tag": tag}
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        """Print the comparison table; write report.csv, report.md, curves.png to the sweep dir."""
+        try:
+            from dltrain.report import write_report
+
+            sweep_dir = Path(config.hydra.sweep.dir)
+            write_report([sweep_dir], sweep_dir, **self.options)
+        except Exception as e:  # a report must never fail the sweep that already ran
+            print(f"dltrain: warning: no sweep report ({type(e).__name__}: {e})", file=sys.stderr)
+
+
 def report(problems: list[str]) -> None:
     """Print config problems, one per line, without a traceback."""
     unique = list(dict.fromkeys(problems))
@@ -101,7 +123,7 @@ def _job_problems(parser: OverridesParser, overrides: list[str], config_name: st
         if _left_to_hydra(override):
             group_overrides.append(override.input_line)
         elif choices:
-            bad = _unknown_options(key, override.value(), choices)
+            bad = _unknown_options(loader, key, override.value())
             problems += bad
             group_overrides += [] if bad else [override.input_line]
         else:
@@ -130,14 +152,20 @@ def _left_to_hydra(override: Override) -> bool:
     )
 
 
-def _unknown_options(group: str, value: object, choices: list[str]) -> list[str]:
+def _unknown_options(loader: ConfigLoader, group: str, value: object) -> list[str]:
     values = value if isinstance(value, list) else [value]
-    return [
-        f"{group}={v}: no such {group} option.{did_you_mean(v, choices)} "
-        f"Available: {', '.join(choices)}"
-        for v in values
-        if v is not None and str(v) not in choices
-    ]
+    problems = []
+    for v in (str(v) for v in values if v is not None):
+        folder = v.rpartition("/")[0]  # presets in a sub-folder: optimizer=blobs_study/sgd
+        options = loader.get_group_options(f"{group}/{folder}" if folder else group)
+        choices = [f"{folder}/{o}" if folder else o for o in options]
+        if v not in choices:
+            choices = choices or loader.get_group_options(group)
+            problems.append(
+                f"{group}={v}: no such {group} option.{did_you_mean(v, choices)} "
+                f"Available: {', '.join(choices)}"
+            )
+    return problems
 
 
 def _unknown_key(cfg: DictConfig, key: str) -> str | None:

@@ -106,3 +106,28 @@ def test_installed_wheel_ships_conf_and_runs(wheel_install: Path, tmp_path: Path
     result = dltrain(tmp_path, *TINY, script=wheel_install / "bin" / "dltrain", env=env)
     assert result.returncode == 0, result.stderr
     assert len(run_dirs(tmp_path / "outputs")) == 1
+
+
+def test_the_optimizer_study_sweeps_its_presets_and_compares_them(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    small = ["dataset.n_samples=300", "trainer.epochs=1", "trainer.device=cpu"]
+    result = dltrain(
+        tmp_path, "-m", "experiment=blobs_optimizers", *small, f"hydra.sweep.dir={sweep}"
+    )
+    assert result.returncode == 0, result.stderr
+    configs = [(d / "config.yaml").read_text() for d in run_dirs(sweep)]
+    assert [c.split("optimizer:\n  name: ")[1].split()[0] for c in configs] == [
+        "rmsprop",
+        "adam",
+        "sgd",
+    ]
+    assert "alpha: 0.9" in configs[0] and "centered: true" in configs[0]
+    assert "momentum: 0.9" in configs[2]
+    assert "optimizer=blobs_study/sgd" in result.stdout  # the comparison table
+    assert (sweep / "curves.png").is_file() and (sweep / "report.csv").is_file()
+
+
+def test_presets_in_a_group_sub_folder_are_checked_like_options(tmp_path: Path) -> None:
+    result = dltrain(tmp_path, "optimizer=blobs_study/sgdd", *TINY)
+    assert result.returncode == 2
+    assert "Did you mean 'blobs_study/sgd'?" in result.stderr

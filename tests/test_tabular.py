@@ -14,7 +14,7 @@ import torch
 from dltrain.config import expected_task, options
 from dltrain.data import tabular
 from dltrain.data.splits import DataSplits
-from dltrain.data.tabular import encode_frame, encode_targets
+from dltrain.data.table_encoding import encode_frame, encode_targets
 from dltrain.registry import DATASETS, ConfigError
 from dltrain.train import run
 

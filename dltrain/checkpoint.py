@@ -1,4 +1,7 @@
-"""Checkpoints: one dict per file, written atomically, read back with weights_only=True."""
+"""Checkpoints: one dict per file, written atomically, read back with weights_only=True.
+
+save_training_state / restore_training_state map a run's whole training state to that dict.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +12,19 @@ import random
 import tempfile
 import zipfile
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 import torch
+from omegaconf import OmegaConf
 
+from dltrain import __version__
 from dltrain.registry import ConfigError
+
+if TYPE_CHECKING:
+    from dltrain.loop import FitState, Parts
 
 
 def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
@@ -61,6 +70,19 @@ def load(path: Path) -> dict[str, Any]:
         ) from None
 
 
+def resume_path(target: str | Path) -> Path:
+    """The checkpoint to resume from: the file itself, or a run dir's checkpoints/last.pt."""
+    path = Path(target).expanduser()
+    if path.is_dir():
+        path = path / "checkpoints" / "last.pt"
+    if not path.is_file():
+        raise ConfigError(
+            f"resume: {path} does not exist; give a run dir (with checkpoints/last.pt) or a "
+            "checkpoint file"
+        )
+    return path.resolve()
+
+
 def rng_states() -> dict[str, Any]:
     """Python, NumPy and torch RNG states in types that weights_only loading accepts."""
     kind, keys, pos, has_gauss, cached = np.random.get_state()
@@ -82,3 +104,68 @@ def set_rng_states(states: dict[str, Any]) -> None:
     torch.set_rng_state(states["torch"])
     if "cuda" in states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def save_training_state(parts: Parts, state: FitState, name: str, keep: int = 0) -> None:
+    """Write everything training needs to go on (checkpoints/<name>), atomically.
+
+    With `keep` > 0 the file is also kept as step-<step>.pt, the newest `keep` of those stay.
+    """
+    early_stopping = parts.regs.get("early_stopping")
+    schedule, scaler = parts.opts.schedule, parts.opts.scaler
+    folder = parts.run_dir / "checkpoints"
+    parts.tracker.flush()  # what was logged up to this step survives a kill, as the weights do
+    save_atomic(
+        {
+            "model": parts.model.state_dict(),
+            "optimizer": parts.optimizer.state_dict(),
+            "scheduler": schedule.scheduler.state_dict() if schedule else None,
+            "scaler": scaler.state_dict() if scaler else None,
+            "epoch": state.epoch,  # completed epochs
+            "step": state.step,
+            "progress": asdict(state.progress),  # of the epoch under way, if mid-epoch
+            "batches": parts.batches["train"].state_dict(),  # its order and position
+            "best": {
+                "monitor": parts.trainer.monitor,
+                "mode": parts.trainer.monitor_mode,
+                "value": state.best_value,
+                "epoch": state.best_epoch,
+                "metrics": state.best_metrics,
+            },
+            "last_metrics": state.last_metrics,
+            "early_stopping": early_stopping.state_dict() if early_stopping else None,
+            "rng": rng_states(),
+            "config": OmegaConf.to_container(parts.cfg, resolve=True),
+            "data_meta": parts.data.meta.to_dict(),
+            "dltrain_version": __version__,
+        },
+        folder / name,
+    )
+    if keep > 0:
+        kept = folder / f"step-{state.step:08d}.pt"
+        kept.unlink(missing_ok=True)
+        os.link(folder / name, kept)  # the same file under a second name: no second write
+        for old in sorted(folder.glob("step-*.pt"))[:-keep]:
+            old.unlink()
+
+
+def restore_training_state(parts: Parts, state: FitState, saved: dict[str, Any]) -> None:
+    """Put a run back where a save_training_state checkpoint left it, RNGs and data order too."""
+    from dltrain.loop import EpochProgress
+
+    parts.model.load_state_dict(saved["model"])
+    parts.optimizer.load_state_dict(saved["optimizer"])
+    if parts.opts.schedule is not None and saved["scheduler"] is not None:
+        parts.opts.schedule.scheduler.load_state_dict(saved["scheduler"])
+    if parts.opts.scaler is not None and saved["scaler"] is not None:
+        parts.opts.scaler.load_state_dict(saved["scaler"])
+    if (early_stopping := parts.regs.get("early_stopping")) and saved["early_stopping"]:
+        early_stopping.load_state_dict(saved["early_stopping"])
+    best = saved["best"]
+    state.epoch, state.step = saved["epoch"], saved["step"]
+    state.best_value, state.best_epoch = best["value"], best["epoch"]
+    state.best_metrics, state.last_metrics = best.get("metrics", {}), saved.get("last_metrics", {})
+    state.progress = EpochProgress(**saved.get("progress", {}))
+    if "batches" in saved:
+        parts.batches["train"].load_state_dict(saved["batches"])
+    set_rng_states(saved["rng"])

@@ -38,6 +38,17 @@ _INFO_FLAGS = ("help", "hydra_help", "cfg", "info", "shell_completion")
 def main() -> None:
     """Entry point: check every job's config up front, then hand over to Hydra."""
     args = get_args_parser().parse_args(sys.argv[1:])
+    if resume := [o for o in args.overrides if o.startswith("resume=")]:
+        try:
+            args.overrides = resume_overrides(resume[-1].partition("=")[2], args.overrides)
+        except ConfigError as e:
+            report(e.problems)
+            sys.exit(2)
+        if args.multirun:
+            report(["resume: continues one run; leave out --multirun (-m)"])
+            sys.exit(2)
+        given = set(resume) | {o for o in sys.argv[1:] if "=" in o}
+        sys.argv = [sys.argv[0], *(a for a in sys.argv[1:] if a not in given), *args.overrides]
     custom_search_path = args.config_dir or args.config_path
     if not any(getattr(args, flag) for flag in _INFO_FLAGS) and not custom_search_path:
         problems = preflight(args.overrides, args.multirun, args.config_name or "config")
@@ -50,17 +61,25 @@ def main() -> None:
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def hydra_main(cfg: DictConfig) -> float | None:
     """One job: Hydra has made the run dir; train in it."""
-    from dltrain.loop import DivergedError
+    from dltrain.loop import DivergedError, Interrupted
     from dltrain.train import run
 
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
-        summary = run(cfg, Path(HydraConfig.get().runtime.output_dir))
+        summary = run(cfg, run_dir)
     except ConfigError as e:
         report(e.problems)
         sys.exit(2)
     except DivergedError as e:
         print(f"dltrain: stopped: {e}", file=sys.stderr)
         sys.exit(1)
+    except Interrupted as e:
+        print(
+            f"dltrain: {e}; saved {run_dir / 'checkpoints' / 'last.pt'}. "
+            f"Continue with: dltrain resume={run_dir}",
+            file=sys.stderr,
+        )
+        sys.exit(130 if e.signal_name == "SIGINT" else 143)
     return summary["metrics"].get(cfg.trainer.monitor)  # the objective a sweeper can read
 
 
@@ -81,6 +100,24 @@ class ReportCallback(Callback):
             write_report([sweep_dir], sweep_dir, **self.options)
         except Exception as e:  # a report must never fail the sweep that already ran
             print(f"dltrain: warning: no sweep report ({type(e).__name__}: {e})", file=sys.stderr)
+
+
+def resume_overrides(target: str, overrides: list[str]) -> list[str]:
+    """Overrides that continue the run at `target` in its own dir: its own, then the new ones."""
+    from dltrain.checkpoint import resume_path
+
+    path = resume_path(target)
+    run_dir = path.parent.parent
+    saved = run_dir / ".hydra" / "overrides.yaml"
+    replay = list(OmegaConf.load(saved)) if saved.is_file() else []
+    new = [o for o in overrides if not o.startswith("resume=")]
+    return [
+        *(o for o in replay if not o.startswith(("resume=", "hydra."))),
+        *new,
+        f"resume='{path}'",
+        f"hydra.run.dir='{run_dir}'",
+        "hydra.output_subdir=null",  # keep the run's own .hydra/ (its original command)
+    ]
 
 
 def report(problems: list[str]) -> None:

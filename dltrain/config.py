@@ -63,6 +63,8 @@ class TrainerOptions:
     channels_last: bool = False
     compile: bool = False
     histogram_every_n_epochs: int = 0  # weight histograms in TensorBoard; 0: never
+    checkpoint_every_n_steps: int = 0  # mid-epoch checkpoints (last.pt); 0: at epoch ends only
+    keep_checkpoints: int = 0  # also keep the newest K as checkpoints/step-<step>.pt
 
     def __post_init__(self) -> None:
         minimums = {
@@ -71,6 +73,8 @@ class TrainerOptions:
             "log_every_n_steps": 1,
             "num_workers": 0,
             "histogram_every_n_epochs": 0,
+            "checkpoint_every_n_steps": 0,
+            "keep_checkpoints": 0,
         }
         problems = [
             f"trainer.{key}: must be at least {low}, got {getattr(self, key)}"

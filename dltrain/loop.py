@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch import nn
 
-from dltrain import __version__, checkpoint
+from dltrain import checkpoint
 from dltrain.config import TrainerOptions
 from dltrain.data.splits import DataSplits
 from dltrain.data.transforms import BatchTransform
@@ -23,6 +26,41 @@ from dltrain.tracking import Tracker
 from dltrain.visuals import epoch_visuals
 
 log = logging.getLogger(__name__)
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM stopped training after a step; a checkpoint was written."""
+
+    def __init__(self, signal_name: str, step: int):
+        super().__init__(f"stopped by {signal_name} after step {step}")
+        self.signal_name, self.step = signal_name, step
+
+
+class GracefulStop:
+    """While active, a first SIGINT/SIGTERM stops training after the step; a second aborts."""
+
+    def __init__(self) -> None:
+        self.requested: str | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> GracefulStop:
+        if threading.current_thread() is threading.main_thread():  # only there can it listen
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.requested:
+            raise KeyboardInterrupt  # the second one: abort at once
+        self.requested = signal.Signals(signum).name
+        log.warning(
+            f"{self.requested}: finishing the current step, then saving a checkpoint "
+            "(send it again to abort at once)"
+        )
 
 
 class DivergedError(RuntimeError):
@@ -82,6 +120,16 @@ class Parts:
 
 
 @dataclass
+class EpochProgress:
+    """Running sums of the epoch in progress, so a mid-epoch resume logs the same numbers."""
+
+    loss_sum: float = 0.0  # sum over samples of the training loss
+    samples: int = 0
+    window_sum: float = 0.0  # since train/loss was last logged
+    window_steps: int = 0
+
+
+@dataclass
 class FitState:
     """Progress through training: what a checkpoint records."""
 
@@ -92,6 +140,7 @@ class FitState:
     best_metrics: dict[str, float] = field(default_factory=dict)
     last_metrics: dict[str, float] = field(default_factory=dict)  # of the latest epoch
     stopped_early: bool = False
+    progress: EpochProgress = field(default_factory=EpochProgress)  # of the epoch under way
 
 
 def train_one_epoch(
@@ -102,13 +151,20 @@ def train_one_epoch(
     step: int,
     opts: StepOptions,
     log_scalars: Callable[[dict[str, float], int], None],
+    progress: EpochProgress | None = None,
+    after_step: Callable[[int, Callable[[], EpochProgress]], None] | None = None,
 ) -> tuple[float, int]:
-    """One pass over the training batches; returns (mean loss per sample, global step)."""
+    """One pass over the training batches; returns (mean loss per sample, global step).
+
+    `progress` carries the sums of an epoch resumed part-way; `after_step(step, progress)` runs
+    after every update (mid-epoch checkpoints, stop requests); progress() gives the sums so far.
+    """
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
-    total = torch.zeros((), device=opts.device)
-    window = torch.zeros((), device=opts.device)
-    samples = window_steps = 0
+    progress = progress or EpochProgress()
+    total = torch.tensor(progress.loss_sum, device=opts.device)
+    window = torch.tensor(progress.window_sum, device=opts.device)
+    samples, window_steps = progress.samples, progress.window_steps
     scaler = opts.scaler
     for x, y in batches:
         x = opts.inputs(x, train=True)
@@ -145,7 +201,14 @@ def train_one_epoch(
             log_scalars(values, step)
             window.zero_()
             window_steps = 0
+        if after_step is not None:  # the sums leave the device only if a checkpoint needs them
+            sums = partial(_progress, total, samples, window, window_steps)
+            after_step(step, sums)
     return (total / max(samples, 1)).item(), step
+
+
+def _progress(total: torch.Tensor, samples: int, window: torch.Tensor, steps: int) -> EpochProgress:
+    return EpochProgress(total.item(), samples, window.item(), steps)
 
 
 @torch.no_grad()
@@ -176,16 +239,20 @@ def evaluate(
 
 
 def fit(parts: Parts, state: FitState) -> None:
-    """Epochs of training and validation, with checkpoints, schedules and early stopping."""
+    """Epochs of training and validation, with checkpoints, schedules and early stopping.
+
+    SIGINT / SIGTERM finish the current step, write checkpoints/last.pt and raise Interrupted.
+    """
     trainer = parts.trainer
     early_stopping: EarlyStopping | None = parts.regs.get("early_stopping")
     train_batches = parts.batches["train"]
-    with parts.tracker.progress() as progress:
+    with parts.tracker.progress() as progress, GracefulStop() as stop:
         # One bar per epoch: track() restarts it at 0 of len(train_batches) every epoch.
         bar = progress.add_task("training", total=len(train_batches), status="")
         for epoch in range(state.epoch + 1, trainer.epochs + 1):
             progress.update(bar, description=f"epoch {epoch}/{trainer.epochs}")
-            metrics = fit_epoch(parts, state, progress.track(train_batches, task_id=bar))
+            batches = progress.track(train_batches, task_id=bar)
+            metrics = fit_epoch(parts, state, batches, partial(after_step, parts, state, stop))
             state.last_metrics = metrics
             schedule = parts.opts.schedule
             if schedule is not None and schedule.interval == "epoch":
@@ -194,11 +261,13 @@ def fit(parts: Parts, state: FitState) -> None:
             if improved(state, metrics, trainer):
                 state.best_value, state.best_epoch = metrics.get(trainer.monitor), epoch
                 state.best_metrics = metrics
-                save_checkpoint(parts, state, "best.pt")
-            save_checkpoint(parts, state, "last.pt")
+                checkpoint.save_training_state(parts, state, "best.pt")
+            checkpoint.save_training_state(parts, state, "last.pt", trainer.keep_checkpoints)
             epoch_visuals(parts, state.step, epoch)
             shown = list(metrics.items())[:3]  # train/loss, val/loss and the first task metric
             progress.update(bar, status="  ".join(f"{k} {v:.4f}" for k, v in shown))
+            if stop.requested:
+                raise Interrupted(stop.requested, state.step)
             if state.stopped_early:
                 log.info(
                     f"early stopping after epoch {epoch}: {early_stopping.monitor} did not "
@@ -207,7 +276,25 @@ def fit(parts: Parts, state: FitState) -> None:
                 break
 
 
-def fit_epoch(parts: Parts, state: FitState, train_batches: Iterable) -> dict[str, float]:
+def after_step(
+    parts: Parts, state: FitState, stop: GracefulStop, step: int, progress: Callable
+) -> None:
+    """Mid-epoch: a checkpoint every checkpoint_every_n_steps steps, and on a stop request."""
+    batches = parts.batches["train"]
+    if batches.consumed >= len(batches):
+        return  # the epoch's own checkpoint follows its validation
+    every = parts.trainer.checkpoint_every_n_steps
+    if not (stop.requested or (every and step % every == 0)):
+        return
+    state.step, state.progress = step, progress()
+    checkpoint.save_training_state(parts, state, "last.pt", keep=parts.trainer.keep_checkpoints)
+    if stop.requested:
+        raise Interrupted(stop.requested, step)
+
+
+def fit_epoch(
+    parts: Parts, state: FitState, train_batches: Iterable, after: Callable | None = None
+) -> dict[str, float]:
     """Train one epoch, validate, log; returns {"train/loss": epoch mean, "val/...": ...}."""
     train_loss, state.step = train_one_epoch(
         parts.model,
@@ -217,8 +304,11 @@ def fit_epoch(parts: Parts, state: FitState, train_batches: Iterable) -> dict[st
         state.step,
         parts.opts,
         parts.tracker.scalars,
+        state.progress,
+        after,
     )
     state.epoch += 1
+    state.progress = EpochProgress()
     metrics = {"train/loss": train_loss}
     if "val" in parts.batches:
         val, _, _ = evaluate(
@@ -243,31 +333,3 @@ def improved(state: FitState, metrics: dict[str, float], trainer: TrainerOptions
     if value is None or state.best_value is None:
         return True
     return value < state.best_value if trainer.monitor_mode == "min" else value > state.best_value
-
-
-def save_checkpoint(parts: Parts, state: FitState, name: str) -> None:
-    """Write the one checkpoint dict (atomically) to checkpoints/<name>."""
-    early_stopping = parts.regs.get("early_stopping")
-    schedule, scaler = parts.opts.schedule, parts.opts.scaler
-    checkpoint.save_atomic(
-        {
-            "model": parts.model.state_dict(),
-            "optimizer": parts.optimizer.state_dict(),
-            "scheduler": schedule.scheduler.state_dict() if schedule else None,
-            "scaler": scaler.state_dict() if scaler else None,
-            "epoch": state.epoch,
-            "step": state.step,
-            "best": {
-                "monitor": parts.trainer.monitor,
-                "mode": parts.trainer.monitor_mode,
-                "value": state.best_value,
-                "epoch": state.best_epoch,
-            },
-            "early_stopping": early_stopping.state_dict() if early_stopping else None,
-            "rng": checkpoint.rng_states(),
-            "config": OmegaConf.to_container(parts.cfg, resolve=True),
-            "data_meta": parts.data.meta.to_dict(),
-            "dltrain_version": __version__,
-        },
-        parts.run_dir / "checkpoints" / name,
-    )

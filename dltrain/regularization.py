@@ -102,6 +102,10 @@ class EarlyStopping:
         """What a checkpoint needs to resume the patience count."""
         return {"best": self.best, "bad_epochs": self.bad_epochs}
 
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        """Resume the patience count."""
+        self.best, self.bad_epochs = float(state["best"]), int(state["bad_epochs"])
+
 
 def build_regularizers(options: dict) -> dict[str, object]:
     """Build every selected option: {name: object}."""

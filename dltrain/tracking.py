@@ -25,8 +25,13 @@ from torchvision.utils import make_grid
 class Tracker:
     """TensorBoard writer for the run dir plus console output (progress bar, tables)."""
 
-    def __init__(self, run_dir: Path, console: Console | None = None):
-        self.writer = SummaryWriter(log_dir=str(Path(run_dir) / "tensorboard"))
+    def __init__(
+        self, run_dir: Path, console: Console | None = None, purge_step: int | None = None
+    ):
+        # purge_step: a resumed run hides what an earlier process logged at or after that step
+        self.writer = SummaryWriter(
+            log_dir=str(Path(run_dir) / "tensorboard"), purge_step=purge_step
+        )
         self.console = console or Console()
 
     def scalars(self, values: dict[str, float], step: int) -> None:
@@ -147,6 +152,10 @@ class Tracker:
         for name, value in metrics.items():
             table.add_row(name, f"{value:.4f}")
         self.console.print(table)
+
+    def flush(self) -> None:
+        """Write pending events to disk."""
+        self.writer.flush()
 
     def close(self) -> None:
         """Flush and close the event file."""

@@ -42,7 +42,7 @@ from dltrain.registry import (
     ConfigError,
 )
 from dltrain.regularization import build_regularizers
-from dltrain.tracking import Tracker
+from dltrain.tracking import Tracker, flatten
 
 log = logging.getLogger(__name__)
 
@@ -50,15 +50,27 @@ log = logging.getLogger(__name__)
 def run(cfg: DictConfig, run_dir: Path, console: Console | None = None) -> dict[str, Any]:
     """Train and test one configuration; writes the run dir and returns the metrics.json dict."""
     started = time.perf_counter()
-    parts = build(cfg, Path(run_dir), console)
+    saved = None
+    if cfg.get("resume"):  # the same run dir, the checkpoint's config (epochs may grow)
+        path = checkpoint.resume_path(cfg.resume)
+        saved = checkpoint.load(path)
+        cfg, run_dir = resumed_config(cfg, saved["config"], path), path.parent.parent
+    parts = build(cfg, Path(run_dir), console, saved["step"] if saved else None)
     state = FitState()
+    if saved:
+        checkpoint.restore_training_state(parts, state, saved)
+        log.info(f"resumed {run_dir} after epoch {state.epoch} + {state.progress.samples} samples")
     summary: dict[str, Any] = {}
     try:
         fit(parts, state)
         summary = {"status": "completed", **finish(parts, state)}
     except BaseException as e:
-        status = {DivergedError: "diverged", KeyboardInterrupt: "interrupted"}.get(
-            type(e), "failed"
+        status = (
+            "diverged"
+            if isinstance(e, DivergedError)
+            else "interrupted"
+            if isinstance(e, KeyboardInterrupt)
+            else "failed"
         )
         summary = {"status": status, "error": f"{type(e).__name__}: {e}", "step": state.step}
         raise
@@ -74,7 +86,25 @@ def run(cfg: DictConfig, run_dir: Path, console: Console | None = None) -> dict[
     return summary
 
 
-def build(cfg: DictConfig, run_dir: Path, console: Console | None) -> Parts:
+def resumed_config(cfg: DictConfig, saved: dict[str, Any], path: Path) -> DictConfig:
+    """The checkpoint's config, with more epochs if asked; other differences are reported."""
+    given = flatten(OmegaConf.to_container(cfg, resolve=True))
+    merged = OmegaConf.create(saved)
+    ignored = [
+        f"{key}={given[key]} (checkpoint: {value})"
+        for key, value in flatten(saved).items()
+        if key in given and given[key] != value and key not in ("trainer.epochs", "resume")
+    ]
+    if ignored:
+        log.warning(f"resume: the checkpoint's settings win over {', '.join(ignored)}")
+    merged.trainer.epochs = max(cfg.trainer.epochs, merged.trainer.epochs)
+    merged.resume = str(path)
+    return merged
+
+
+def build(
+    cfg: DictConfig, run_dir: Path, console: Console | None, resume_step: int | None = None
+) -> Parts:
     """Validate the config, then build data, model, loss, optimizer, schedule and tracker."""
     check_config(cfg)
     trainer = TrainerOptions(**options(cfg.trainer))
@@ -126,7 +156,7 @@ def build(cfg: DictConfig, run_dir: Path, console: Console | None) -> Parts:
         reconstruct=data.meta.task == "reconstruction",
     )
 
-    tracker = start_run_dir(cfg, run_dir, data, console)
+    tracker = start_run_dir(cfg, run_dir, data, console, resume_step)
     size = sum(p.numel() for p in model.parameters())
     log.info(
         f"run dir {run_dir} | device {device} | {cfg.model.name} ({size:,} parameters) on "
@@ -148,9 +178,16 @@ def build(cfg: DictConfig, run_dir: Path, console: Console | None) -> Parts:
 
 
 def start_run_dir(
-    cfg: DictConfig, run_dir: Path, data: DataSplits, console: Console | None
+    cfg: DictConfig,
+    run_dir: Path,
+    data: DataSplits,
+    console: Console | None,
+    resume_step: int | None = None,
 ) -> Tracker:
-    """Write the resolved config (and tokenizer); open TensorBoard with the config and samples."""
+    """Write the resolved config (and tokenizer); open TensorBoard with the config and samples.
+
+    A resumed run appends to its TensorBoard run, hiding what was logged after `resume_step`.
+    """
     run_dir.mkdir(parents=True, exist_ok=True)
     resolved = OmegaConf.to_yaml(cfg, resolve=True)
     (run_dir / "config.yaml").write_text(resolved)
@@ -159,6 +196,8 @@ def start_run_dir(
         (run_dir / "tokenizer.json").write_text(tokenizer)
     if preprocessing:
         checkpoint.save_json_atomic(preprocessing, run_dir / "preprocessing.json")
+    if resume_step is not None:
+        return Tracker(run_dir, console, purge_step=resume_step + 1)
     tracker = Tracker(run_dir, console)
     tracker.text("config", f"```yaml\n{resolved}```")
     if len(data.meta.input_shape) == 3:  # images: show what the model is fed

@@ -3,10 +3,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from dltrain.config import options
-from dltrain.data.batches import TensorBatches, make_batches
+from dltrain.data.batches import TensorBatches, TokenDataset, make_batches
 from dltrain.registry import DATASETS, ConfigError
 
 from .conftest import compose_config
@@ -89,8 +89,36 @@ def test_other_datasets_use_a_dataloader() -> None:
             return torch.tensor([float(i)]), i * i
 
     batches = make_batches(Squares(), batch_size=4, shuffle=False, seed=0)
-    assert isinstance(batches, DataLoader)
+    assert isinstance(batches.loader, DataLoader)
     assert [y.tolist() for _, y in batches] == [[0, 1, 4, 9], [16, 25]]
+
+
+class Numbers(Dataset):
+    def __len__(self) -> int:
+        return 23
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return torch.tensor([float(i)]), i
+
+
+@pytest.mark.parametrize("kind", ["tensors", "tokens", "loader"])
+def test_batches_resume_mid_epoch_with_the_same_order(kind: str) -> None:
+    dataset = {
+        "tensors": TensorDataset(torch.arange(23.0)[:, None], torch.arange(23)),
+        "tokens": TokenDataset([torch.arange(1, 2 + i % 7) for i in range(23)], torch.arange(23)),
+        "loader": Numbers(),
+    }[kind]
+    labels = lambda batches: [y.tolist() for _, y in batches]  # noqa: E731
+    original = make_batches(dataset, batch_size=4, shuffle=True, seed=3)
+    first_epoch = iter(original)
+    seen = [next(first_epoch)[1].tolist() for _ in range(2)]
+    state = original.state_dict()
+    rest, second = labels(first_epoch), labels(original)
+
+    resumed = make_batches(dataset, batch_size=4, shuffle=True, seed=99)  # the state decides
+    resumed.load_state_dict(state)
+    assert labels(resumed) == rest and labels(resumed) == second
+    assert sorted(sum(seen + rest, [])) == list(range(23))
 
 
 def test_noisy_binary_classes_are_separated() -> None:

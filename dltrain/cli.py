@@ -61,7 +61,8 @@ def main() -> None:
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def hydra_main(cfg: DictConfig) -> float | None:
     """One job: Hydra has made the run dir; train in it."""
-    from dltrain.loop import DivergedError, Interrupted
+    from dltrain.loop import DivergedError
+    from dltrain.signals import Interrupted
     from dltrain.train import run
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,10 +18,13 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from hydra.errors import HydraException
 from hydra.experimental.callback import Callback
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from dltrain.registry import ConfigError, did_you_mean
+
+log = logging.getLogger("dltrain")
 
 
 def config_dir() -> Path:
@@ -56,6 +60,11 @@ def main() -> None:
             report(problems)
             sys.exit(2)
     hydra_main()
+    if _SWEEP["jobs"] and _SWEEP["failed"] == _SWEEP["jobs"]:
+        sys.exit(1)  # a sweep fails only when every job failed
+
+
+_SWEEP = {"jobs": 0, "failed": 0}  # filled in when a sweep ends (ReportCallback)
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
@@ -66,14 +75,17 @@ def hydra_main(cfg: DictConfig) -> float | None:
     from dltrain.train import run
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    # In a sweep a failing job is recorded (its metrics.json) and the sweep goes on.
+    sweep = HydraConfig.get().mode == RunMode.MULTIRUN
+    worst = float("inf") if cfg.trainer.monitor_mode == "min" else float("-inf")
     try:
         summary = run(cfg, run_dir)
     except ConfigError as e:
         report(e.problems)
-        sys.exit(2)
+        return worst if sweep else sys.exit(2)
     except DivergedError as e:
         print(f"dltrain: stopped: {e}", file=sys.stderr)
-        sys.exit(1)
+        return worst if sweep else sys.exit(1)
     except Interrupted as e:
         print(
             f"dltrain: {e}; saved {run_dir / 'checkpoints' / 'last.pt'}. "
@@ -81,6 +93,12 @@ def hydra_main(cfg: DictConfig) -> float | None:
             file=sys.stderr,
         )
         sys.exit(130 if e.signal_name == "SIGINT" else 143)
+    except Exception as e:  # out of memory, a bug, a bad file: in a sweep, one job's failure
+        if not sweep:
+            raise
+        log.exception(f"job failed: {type(e).__name__}: {e}")  # the traceback, in its log
+        print(f"dltrain: job {run_dir} failed: {type(e).__name__}: {e}", file=sys.stderr)
+        return worst
     return summary["metrics"].get(cfg.trainer.monitor)  # the objective a sweeper can read
 
 
@@ -93,14 +111,20 @@ class ReportCallback(Callback):
         self.options = {"sort": sort, "metrics": metrics, "tag": tag}
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        """Print the comparison table; write report.csv, report.md, curves.png to the sweep dir."""
-        try:
-            from dltrain.report import write_report
+        """Name the failed jobs; print the comparison; write report.csv, .md, curves.png."""
+        from dltrain.report import collect, write_report
 
-            sweep_dir = Path(config.hydra.sweep.dir)
+        sweep_dir = Path(config.hydra.sweep.dir)
+        frame = collect([sweep_dir])
+        failed = frame[frame["status"] != "completed"]
+        _SWEEP.update(jobs=len(frame), failed=len(failed))
+        try:
             write_report([sweep_dir], sweep_dir, **self.options)
         except Exception as e:  # a report must never fail the sweep that already ran
             print(f"dltrain: warning: no sweep report ({type(e).__name__}: {e})", file=sys.stderr)
+        if len(failed):
+            jobs = "; ".join(f"{r.run} ({r.status}: {r.error})" for r in failed.itertuples())
+            print(f"dltrain: {len(failed)} of {len(frame)} jobs failed: {jobs}", file=sys.stderr)
 
 
 def resume_overrides(target: str, overrides: list[str]) -> list[str]:

@@ -55,7 +55,13 @@ def run(cfg: DictConfig, run_dir: Path, console: Console | None = None) -> dict[
         path = checkpoint.resume_path(cfg.resume)
         saved = checkpoint.load(path)
         cfg, run_dir = resumed_config(cfg, saved["config"], path), path.parent.parent
-    parts = build(cfg, Path(run_dir), console, saved["step"] if saved else None)
+    try:
+        parts = build(cfg, Path(run_dir), console, saved["step"] if saved else None)
+    except Exception as e:
+        if not saved:  # a new run dir says why it holds no run; a resumed one keeps its record
+            failed = {"status": "failed", "error": f"{type(e).__name__}: {e}", "step": 0}
+            checkpoint.save_json_atomic(failed, Path(run_dir) / "metrics.json")
+        raise
     state = FitState()
     if saved:
         checkpoint.restore_training_state(parts, state, saved)

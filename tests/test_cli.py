@@ -131,3 +131,18 @@ def test_presets_in_a_group_sub_folder_are_checked_like_options(tmp_path: Path) 
     result = dltrain(tmp_path, "optimizer=blobs_study/sgdd", *TINY)
     assert result.returncode == 2
     assert "Did you mean 'blobs_study/sgd'?" in result.stderr
+
+
+def test_a_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    lrs = "optimizer.lr=0.001,1e12"  # the second diverges
+    args = ["-m", "dataset=diabetes", "loss=mse", "optimizer=sgd", lrs, f"hydra.sweep.dir={sweep}"]
+    result = dltrain(tmp_path, *args, "trainer.epochs=2", "trainer.device=cpu")
+    assert result.returncode == 0, result.stderr
+    statuses = [json.loads((d / "metrics.json").read_text())["status"] for d in run_dirs(sweep)]
+    assert statuses == ["completed", "diverged"]
+    assert "1 of 2 jobs failed: 1 (diverged: DivergedError" in result.stderr
+    assert (sweep / "report.csv").is_file()
+
+    every = dltrain(tmp_path, *args[:3], "optimizer.lr=1e12,1e13", f"hydra.sweep.dir={sweep}2")
+    assert every.returncode == 1 and "2 of 2 jobs failed" in every.stderr

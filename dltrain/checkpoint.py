@@ -56,6 +56,24 @@ def save_json_atomic(obj: Any, path: Path) -> None:
     atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2).encode() + b"\n"))
 
 
+def save_safetensors(
+    state_dict: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None
+) -> None:
+    """Write a state_dict as safetensors atomically (temp file in the same folder, then rename)."""
+    from safetensors.torch import save
+
+    tensors, storages = {}, set()
+    for name, value in state_dict.items():
+        tensor = value.detach().cpu().contiguous()
+        storage = tensor.untyped_storage().data_ptr()
+        if storage in storages and tensor.numel():  # safetensors refuses tensors sharing memory
+            tensor = tensor.clone()
+        storages.add(storage)
+        tensors[name] = tensor
+    blob = save(tensors, metadata=metadata)
+    atomic_write(Path(path), lambda f: f.write(blob))
+
+
 def load(path: Path) -> dict[str, Any]:
     """Load a checkpoint safely; a missing, truncated or foreign file is a one-line ConfigError."""
     path = Path(path)

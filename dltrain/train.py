@@ -236,6 +236,7 @@ def finish(parts: Parts, state: FitState) -> dict[str, Any]:
     best = checkpoint.load(parts.run_dir / "checkpoints" / "best.pt")
     parts.model.load_state_dict(best["model"])
     checkpoint.save_atomic(parts.model.state_dict(), parts.run_dir / "model.pt")
+    checkpoint.save_safetensors(parts.model.state_dict(), parts.run_dir / "model.safetensors")
     final = {k: v for k, v in state.best_metrics.items() if k.startswith("val/")}
     matrices, scored = {}, {}
     task = parts.data.meta.task

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load_file
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from dltrain.train import run
@@ -78,3 +80,9 @@ def test_regression_run_saves_predicted_vs_actual(tmp_path: Path) -> None:
     assert summary["status"] == "completed"
     assert (tmp_path / "predicted_vs_actual.png").stat().st_size > 10_000
     assert not (tmp_path / "roc_curve.png").exists()
+    weights = torch.load(tmp_path / "model.pt", weights_only=True)
+    exported = load_file(tmp_path / "model.safetensors")
+    assert (
+        all(torch.equal(weights[k], exported[k]) for k in weights)
+        and weights.keys() == exported.keys()
+    )

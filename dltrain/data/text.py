@@ -45,6 +45,16 @@ def train_tokenizer(
     return tokenizer
 
 
+def load_tokenizer(path: str):
+    """A trained tokenizer from its JSON file (a run's tokenizer.json)."""
+    from tokenizers import Tokenizer
+
+    try:
+        return Tokenizer.from_file(str(Path(path).expanduser()))
+    except Exception as e:  # tokenizers raises its own exception type for bad files
+        raise ConfigError(f"dataset.tokenizer_file: cannot load {path} ({e})") from None
+
+
 def encode(tokenizer, texts: list[str], max_length: int) -> list[torch.Tensor]:
     """Token ids per text, truncated to max_length; an empty text becomes one [UNK]."""
     encodings = tokenizer.encode_batch(texts)
@@ -63,6 +73,7 @@ def text_splits(
     min_frequency: int,
     lowercase: bool,
     max_length: int,
+    tokenizer_file: str | None = None,
 ) -> DataSplits:
     """Carve missing val/test splits from train (stratified), tokenise, and describe."""
     check_fractions(val_fraction, test_fraction if "test" not in splits else 0.0)
@@ -90,7 +101,10 @@ def text_splits(
         )
         parts["train"], parts[name] = (rest, rest_y), (held, held_y)
         carved += fraction
-    tok = train_tokenizer(parts["train"][0], tokenizer, vocab_size, min_frequency, lowercase)
+    if tokenizer_file:
+        tok = load_tokenizer(tokenizer_file)
+    else:
+        tok = train_tokenizer(parts["train"][0], tokenizer, vocab_size, min_frequency, lowercase)
     sets = {
         k: TokenDataset(encode(tok, texts, max_length), torch.from_numpy(labels))
         for k, (texts, labels) in parts.items()
@@ -130,6 +144,7 @@ def _text_options(
     min_frequency: int = 1,
     lowercase: bool = True,
     max_length: int = 256,
+    tokenizer_file: str | None = None,  # a trained tokenizer.json: used instead of training one
 ) -> None:
     """Signature holder: the split and tokenisation options every text dataset accepts."""
 

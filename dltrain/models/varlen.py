@@ -18,7 +18,8 @@ from dltrain.models.rnn import CELLS
 
 def reversal_index(lengths: torch.Tensor, steps: int) -> torch.Tensor:
     """(N, steps) positions that reverse each row's first `length` steps and keep the rest."""
-    positions = torch.arange(steps, device=lengths.device).expand(len(lengths), steps)
+    # shape[0], not len(): torch.jit.trace records a size it can vary, but freezes len() (export).
+    positions = torch.arange(steps, device=lengths.device).expand(lengths.shape[0], steps)
     last = (lengths - 1).unsqueeze(1)
     return torch.where(positions <= last, last - positions, positions)
 
@@ -59,7 +60,7 @@ class VarLengthRNN(nn.Module):
                 backward = directions[1](flipped)[0]
                 outputs.append(backward.gather(1, index.expand(-1, -1, backward.shape[-1])))
             x = torch.cat(outputs, dim=-1)
-        rows = torch.arange(len(x), device=x.device)
+        rows = torch.arange(x.shape[0], device=x.device)
         final = [x[rows, lengths - 1, : self.hidden_size]]  # forward: its last real step
         if self.directions == 2:
             final.append(x[:, 0, self.hidden_size :])  # backward: it ends at the first step

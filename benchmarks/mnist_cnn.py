@@ -30,7 +30,8 @@ from torch import nn
 from torchvision import datasets, transforms
 
 from dltrain.cli import CONF_DIR
-from dltrain.loop import Parts, train_one_epoch
+from dltrain.loop import train_one_epoch
+from dltrain.parts import Parts
 from dltrain.registry import MODELS
 from dltrain.train import build
 

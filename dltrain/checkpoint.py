@@ -14,17 +14,15 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
 from omegaconf import OmegaConf
 
 from dltrain import __version__
+from dltrain.parts import EpochProgress, FitState, Parts
 from dltrain.registry import ConfigError
-
-if TYPE_CHECKING:
-    from dltrain.loop import FitState, Parts
 
 
 def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
@@ -169,8 +167,6 @@ def save_training_state(parts: Parts, state: FitState, name: str, keep: int = 0)
 
 def restore_training_state(parts: Parts, state: FitState, saved: dict[str, Any]) -> None:
     """Put a run back where a save_training_state checkpoint left it, RNGs and data order too."""
-    from dltrain.loop import EpochProgress
-
     parts.model.load_state_dict(saved["model"])
     parts.optimizer.load_state_dict(saved["optimizer"])
     if parts.opts.schedule is not None and saved["scheduler"] is not None:

@@ -27,8 +27,9 @@ from dltrain.data.batches import make_batches
 from dltrain.data.splits import DataMeta
 from dltrain.data.transforms import BatchTransform
 from dltrain.device import select_device
-from dltrain.loop import StepOptions, evaluate
+from dltrain.loop import evaluate
 from dltrain.metrics import confusion_matrix
+from dltrain.parts import StepOptions
 from dltrain.predict import predict_file
 from dltrain.registry import DATASETS, LOSSES, ConfigError, did_you_mean
 from dltrain.regularization import build_regularizers

@@ -30,8 +30,9 @@ from dltrain.data.batches import make_batches, samples
 from dltrain.data.splits import DataMeta, DataSplits
 from dltrain.data.transforms import BatchTransform
 from dltrain.device import seed_everything, select_device
-from dltrain.loop import DivergedError, FitState, Parts, StepOptions, evaluate, fit
+from dltrain.loop import DivergedError, evaluate, fit
 from dltrain.losses import num_outputs
+from dltrain.parts import FitState, Parts, StepOptions
 from dltrain.registry import (
     DATASETS,
     INITIALIZERS,

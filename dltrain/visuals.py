@@ -17,7 +17,7 @@ from dltrain.metrics import confusion_matrix, predictions, probabilities
 from dltrain.tracking import markdown_matrix, pyplot
 
 if TYPE_CHECKING:
-    from dltrain.loop import Parts
+    from dltrain.parts import Parts
 
 RECONSTRUCTIONS = 8  # fixed test images shown with their reconstructions every epoch
 LATENT_POINTS = 2000  # test samples sent to the embedding projector

@@ -1,0 +1,86 @@
+"""What a run is made of (Parts), how each batch is run (StepOptions) and how far it got."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+from torch import nn
+
+from dltrain.config import TrainerOptions
+from dltrain.data.splits import DataSplits
+from dltrain.data.transforms import BatchTransform
+from dltrain.optim import Schedule
+from dltrain.regularization import L1, GradClip
+from dltrain.tracking import Tracker
+
+
+@dataclass
+class StepOptions:
+    """How each batch is run: device, input transform, precision, per-step regularization."""
+
+    device: torch.device
+    transform: BatchTransform | None = None
+    amp_dtype: torch.dtype | None = None  # autocast dtype for mixed precision; None: float32
+    scaler: torch.amp.GradScaler | None = None  # float16 only
+    l1: L1 | None = None
+    grad_clip: GradClip | None = None
+    schedule: Schedule | None = None  # stepped here only when it is per-batch
+    log_every_n_steps: int = 10
+    reconstruct: bool = False  # the target is the (transformed) input itself
+
+    def inputs(self, x: torch.Tensor, train: bool) -> torch.Tensor:
+        """A batch of inputs on the device, transformed."""
+        x = x.to(self.device, non_blocking=True)
+        if self.transform is not None:
+            return self.transform(x, train)
+        return x.float().div_(255) if x.dtype == torch.uint8 else x  # stored images
+
+    def autocast(self) -> torch.autocast:
+        """Mixed-precision context for the forward pass (a no-op for float32)."""
+        dtype = self.amp_dtype or torch.float32
+        return torch.autocast(self.device.type, dtype=dtype, enabled=self.amp_dtype is not None)
+
+
+@dataclass
+class Parts:
+    """Everything a run is built from."""
+
+    cfg: DictConfig
+    trainer: TrainerOptions
+    data: DataSplits
+    opts: StepOptions
+    model: nn.Module
+    loss_fn: nn.Module
+    optimizer: torch.optim.Optimizer
+    regs: dict[str, Any]
+    batches: dict[str, Any]  # "train", and "val"/"test" when the dataset has them
+    run_dir: Path
+    tracker: Tracker
+
+
+@dataclass
+class EpochProgress:
+    """Running sums of the epoch in progress, so a mid-epoch resume logs the same numbers."""
+
+    loss_sum: float = 0.0  # sum over samples of the training loss
+    samples: int = 0
+    window_sum: float = 0.0  # since train/loss was last logged
+    window_steps: int = 0
+
+
+@dataclass
+class FitState:
+    """Progress through training: what a checkpoint records."""
+
+    epoch: int = 0
+    step: int = 0
+    best_value: float | None = None
+    best_epoch: int | None = None
+    best_metrics: dict[str, float] = field(default_factory=dict)
+    last_metrics: dict[str, float] = field(default_factory=dict)  # of the latest epoch
+    stopped_early: bool = False
+    progress: EpochProgress = field(default_factory=EpochProgress)  # of the epoch under way

@@ -53,6 +53,15 @@ def main() -> None:
             sys.exit(2)
         given = set(resume) | {o for o in sys.argv[1:] if "=" in o}
         sys.argv = [sys.argv[0], *(a for a in sys.argv[1:] if a not in given), *args.overrides]
+    if sweep_dir := [o for o in args.overrides if o.startswith("resume_sweep=")]:
+        if not args.multirun:
+            report(["resume_sweep: continues a sweep; give the sweep's command with -m"])
+            sys.exit(2)
+        path = Path(sweep_dir[-1].partition("=")[2]).expanduser().resolve()
+        if not path.is_dir():
+            report([f"resume_sweep: {path} is not a sweep dir"])
+            sys.exit(2)
+        sys.argv.append(f"hydra.sweep.dir='{path}'")
     custom_search_path = args.config_dir or args.config_path
     if not any(getattr(args, flag) for flag in _INFO_FLAGS) and not custom_search_path:
         problems = preflight(args.overrides, args.multirun, args.config_name or "config")
@@ -72,12 +81,25 @@ def hydra_main(cfg: DictConfig) -> float | None:
     """One job: Hydra has made the run dir; train in it."""
     from dltrain.loop import DivergedError
     from dltrain.signals import Interrupted
+    from dltrain.sweep import previous_outcome, share_machine
     from dltrain.train import run
 
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
     # In a sweep a failing job is recorded (its metrics.json) and the sweep goes on.
-    sweep = HydraConfig.get().mode == RunMode.MULTIRUN
+    sweep = hydra_cfg.mode == RunMode.MULTIRUN
     worst = float("inf") if cfg.trainer.monitor_mode == "min" else float("-inf")
+    if sweep:
+        launcher = OmegaConf.to_container(hydra_cfg.launcher, resolve=True)
+        if shared := share_machine(launcher, int(hydra_cfg.job.num), cfg.trainer.device):
+            log.info(f"parallel job {hydra_cfg.job.num}: {shared}")
+        if cfg.get("resume_sweep"):
+            outcome, summary = previous_outcome(run_dir)
+            if outcome == "completed":
+                print(f"dltrain: job {hydra_cfg.job.num} completed before: skipped")
+                return summary["metrics"].get(cfg.trainer.monitor)
+            if outcome == "checkpoint":
+                cfg.resume = str(run_dir)
     try:
         summary = run(cfg, run_dir)
     except ConfigError as e:

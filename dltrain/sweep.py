@@ -1,0 +1,56 @@
+"""What one job of a sweep does differently: its share of the cores or GPUs, and resuming.
+
+Parallel jobs (hydra/launcher=joblib) each get cores // n_jobs torch threads, so N jobs do not
+oversubscribe the machine, and on a machine with several GPUs each job is pinned to GPU
+`job number % GPUs`. With `resume_sweep`, a job whose run dir says it completed is skipped, one
+with a checkpoint continues from it, and the rest start fresh.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def threads_for_job(n_jobs: int, cores: int) -> int:
+    """Torch threads for each of `n_jobs` parallel jobs on `cores` cores (-1: one job per core)."""
+    if n_jobs < 1:
+        return 1
+    return max(1, cores // n_jobs)
+
+
+def gpu_for_job(job_number: int, gpus: int) -> int | None:
+    """The GPU a parallel job is pinned to (round robin), or None without several GPUs."""
+    return job_number % gpus if gpus > 1 else None
+
+
+def share_machine(launcher: dict[str, Any], job_number: int, device: str) -> dict[str, Any]:
+    """Set this job's threads and GPU when the launcher runs jobs side by side; say what was set."""
+    n_jobs = launcher.get("n_jobs")
+    if "joblib" not in str(launcher.get("_target_", "")) or n_jobs in (None, 1):
+        return {}
+    threads = threads_for_job(int(n_jobs), os.cpu_count() or 1)
+    torch.set_num_threads(threads)
+    shared: dict[str, Any] = {"threads": threads}
+    gpu = gpu_for_job(job_number, torch.cuda.device_count()) if device in ("auto", "cuda") else None
+    if gpu is not None:
+        torch.cuda.set_device(gpu)
+        shared["gpu"] = gpu
+    return shared
+
+
+def previous_outcome(run_dir: Path) -> tuple[str, dict[str, Any]]:
+    """What an earlier attempt left in a job's dir: ("completed", summary), ("checkpoint", {}) or
+    ("none", {})."""
+    metrics = run_dir / "metrics.json"
+    if metrics.is_file():
+        summary = json.loads(metrics.read_text())
+        if summary.get("status") == "completed":
+            return "completed", summary
+    if (run_dir / "checkpoints" / "last.pt").is_file():
+        return "checkpoint", {}
+    return "none", {}

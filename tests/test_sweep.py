@@ -1,0 +1,69 @@
+"""Sweeps: parallel jobs share the machine, interrupted sweeps resume, Optuna searches run."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import yaml
+
+from dltrain.sweep import gpu_for_job, threads_for_job
+
+from .test_cli import TINY, dltrain, run_dirs
+
+
+def test_parallel_jobs_split_the_cores_and_take_turns_on_the_gpus() -> None:
+    assert [threads_for_job(n, 16) for n in (1, 2, 4, 16, 32, -1)] == [16, 8, 4, 1, 1, 1]
+    assert [threads_for_job(4, 2), threads_for_job(3, 8)] == [1, 2]
+    assert [gpu_for_job(job, 4) for job in range(6)] == [0, 1, 2, 3, 0, 1]
+    assert gpu_for_job(5, 1) is None and gpu_for_job(5, 0) is None
+
+
+def test_joblib_jobs_run_side_by_side_with_their_share_of_threads(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    args = ["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "optimizer=sgd,adam"]
+    result = dltrain(tmp_path, *args, *TINY, f"hydra.sweep.dir={sweep}")
+    assert result.returncode == 0, result.stderr
+    threads = threads_for_job(2, os.cpu_count() or 1)
+    for run_dir in run_dirs(sweep):
+        assert json.loads((run_dir / "metrics.json").read_text())["status"] == "completed"
+        assert (
+            f"parallel job {run_dir.name}: {{'threads': {threads}}}"
+            in (run_dir / "dltrain.log").read_text()
+        )
+
+
+def test_a_sweep_resumes_skipping_completed_jobs(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    grid = ["-m", "optimizer=sgd,adam", "model.hidden_sizes=[8],[16]", *TINY]
+    assert dltrain(tmp_path, *grid, f"hydra.sweep.dir={sweep}").returncode == 0
+    jobs = run_dirs(sweep)
+    assert len(jobs) == 4
+    (jobs[2] / "metrics.json").unlink()  # as if killed after its last checkpoint
+    shutil.rmtree(jobs[3])  # as if never started
+    kept = (jobs[0] / "model.pt").stat().st_mtime_ns
+
+    result = dltrain(tmp_path, *grid, f"resume_sweep={sweep}")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("completed before: skipped") == 2
+    assert (jobs[0] / "model.pt").stat().st_mtime_ns == kept  # not trained again
+    for job in jobs:
+        assert json.loads((job / "metrics.json").read_text())["status"] == "completed"
+    assert "resumed" in (jobs[2] / "dltrain.log").read_text()
+    assert (sweep / "report.csv").read_text().count("completed") == 4
+
+
+def test_an_optuna_search_runs_its_trials(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    args = ["-m", "hparams_search=bank_optuna", "hydra.sweeper.n_trials=3", *TINY]
+    result = dltrain(tmp_path, *args, f"hydra.sweep.dir={sweep}")
+    assert result.returncode == 0, result.stderr
+    assert len(run_dirs(sweep)) == 3
+    best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert {"optimizer.lr", "optimizer.weight_decay", "model.dropout"} <= set(best["best_params"])
+    values = [
+        json.loads((d / "metrics.json").read_text())["metrics"]["val/auc"] for d in run_dirs(sweep)
+    ]
+    assert best["best_value"] == max(values)

@@ -24,6 +24,7 @@ from rich.table import Table
 from dltrain.registry import did_you_mean
 
 SEED_KEYS = ("trainer.seed", "dataset.split_seed")
+NOT_SETTINGS = ("resume_sweep=", "resume=")  # how a job was started, not what it trained
 LOWER_IS_BETTER = ("loss", "mse", "rmse", "mae", "err", "perplexity", "time")
 EPOCH_TAGS = {"train/loss": "train/epoch_loss"}  # stands in when a short run logged no steps
 KEPT = ("best_epoch", "epochs_completed", "seed", "monitor", "wall_time_s", "error")
@@ -75,6 +76,7 @@ def collect(paths: str | Path | Iterable[str | Path]) -> pd.DataFrame:
 
 def _row(run_dir: Path, base: Path) -> dict[str, Any]:
     overrides = [str(o) for o in _yaml(run_dir / ".hydra" / "overrides.yaml") or []]
+    overrides = [o for o in overrides if not o.startswith(NOT_SETTINGS)]
     keyed = {k.lstrip("+~"): v for k, _, v in (o.partition("=") for o in overrides)}
     path = run_dir / "metrics.json"
     summary = json.loads(path.read_text()) if path.is_file() else {}

@@ -67,3 +67,13 @@ def test_an_optuna_search_runs_its_trials(tmp_path: Path) -> None:
         json.loads((d / "metrics.json").read_text())["metrics"]["val/auc"] for d in run_dirs(sweep)
     ]
     assert best["best_value"] == max(values)
+
+
+def test_the_submitit_path_runs_jobs_through_submitit_local(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    args = ["-m", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=5"]
+    result = dltrain(tmp_path, *args, "optimizer=sgd,adam", *TINY, f"hydra.sweep.dir={sweep}")
+    assert result.returncode == 0, result.stderr
+    statuses = [json.loads((d / "metrics.json").read_text())["status"] for d in run_dirs(sweep)]
+    assert statuses == ["completed", "completed"]
+    assert (sweep / ".submitit").is_dir() and (sweep / "report.csv").is_file()

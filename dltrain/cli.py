@@ -121,7 +121,7 @@ def hydra_main(cfg: DictConfig) -> float | None:
         log.exception(f"job failed: {type(e).__name__}: {e}")  # the traceback, in its log
         print(f"dltrain: job {run_dir} failed: {type(e).__name__}: {e}", file=sys.stderr)
         return worst
-    return summary["metrics"].get(cfg.trainer.monitor)  # the objective a sweeper can read
+    return summary.get("metrics", {}).get(cfg.trainer.monitor)  # what a sweeper optimises
 
 
 class ReportCallback(Callback):

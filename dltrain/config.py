@@ -65,6 +65,8 @@ class TrainerOptions:
     histogram_every_n_epochs: int = 0  # weight histograms in TensorBoard; 0: never
     checkpoint_every_n_steps: int = 0  # mid-epoch checkpoints (last.pt); 0: at epoch ends only
     keep_checkpoints: int = 0  # also keep the newest K as checkpoints/step-<step>.pt
+    dry_run: bool = False  # one training and one evaluation batch, a report, nothing saved
+    detect_anomaly: bool = False  # autograd anomaly detection: slow, names the op that made NaN
 
     def __post_init__(self) -> None:
         minimums = {

@@ -153,6 +153,12 @@ class Tracker:
             table.add_row(name, f"{value:.4f}")
         self.console.print(table)
 
+    def __enter__(self) -> Tracker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def flush(self) -> None:
         """Write pending events to disk."""
         self.writer.flush()

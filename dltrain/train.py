@@ -30,6 +30,7 @@ from dltrain.data.batches import make_batches, samples
 from dltrain.data.splits import DataMeta, DataSplits
 from dltrain.data.transforms import BatchTransform
 from dltrain.device import seed_everything, select_device
+from dltrain.dry_run import dry_run
 from dltrain.loop import DivergedError, evaluate, fit
 from dltrain.losses import num_outputs
 from dltrain.parts import FitState, Parts, StepOptions
@@ -63,6 +64,9 @@ def run(cfg: DictConfig, run_dir: Path, console: Console | None = None) -> dict[
             failed = {"status": "failed", "error": f"{type(e).__name__}: {e}", "step": 0}
             checkpoint.save_json_atomic(failed, Path(run_dir) / "metrics.json")
         raise
+    if parts.trainer.dry_run:  # one batch each way, a report, no checkpoints or metrics
+        with parts.tracker:
+            return {"status": "dry_run", **dry_run(parts)}
     state = FitState()
     if saved:
         checkpoint.restore_training_state(parts, state, saved)
@@ -118,6 +122,7 @@ def build(
     if trainer.seed is None:  # record the drawn seed so the run can be repeated
         trainer.seed = cfg.trainer.seed = random.SystemRandom().randrange(2**31)
     seed_everything(trainer.seed, trainer.deterministic)
+    torch.autograd.set_detect_anomaly(trainer.detect_anomaly)  # set both ways: sweeps share it
     device = select_device(trainer.device)
 
     data = DATASETS.build(cfg.dataset.name, options(cfg.dataset))

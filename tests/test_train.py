@@ -239,3 +239,14 @@ def test_a_corrupt_checkpoint_is_a_one_line_error(tmp_path: Path) -> None:
     path.write_bytes(b"not a checkpoint")
     with pytest.raises(ConfigError, match="is truncated, corrupted or not a PyTorch weights file"):
         checkpoint.load(path)
+
+
+def test_dry_run_reports_shapes_and_saves_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    summary = run(compose_config(*FAST, "trainer.dry_run=true"), tmp_path)
+    assert summary["status"] == "dry_run" and summary["parameters"] > 0
+    assert {"train/loss", "val/loss", "val/acc"} <= set(summary)
+    assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "metrics.json").exists()
+    shown = capsys.readouterr().out
+    assert "output shape" in shown and "(64, 10)" in shown and "trainable" in shown

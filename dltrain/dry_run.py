@@ -1,0 +1,65 @@
+"""trainer.dry_run: build everything, push one batch through training and evaluation, report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from omegaconf import OmegaConf
+from rich.table import Table
+from torch import nn
+
+from dltrain.loop import evaluate, train_one_epoch
+from dltrain.parts import Parts
+
+
+def dry_run(parts: Parts) -> dict[str, Any]:
+    """One training step and one evaluation batch; prints config, parameters and shapes."""
+    console = parts.tracker.console
+    console.print(OmegaConf.to_yaml(parts.cfg, resolve=True))
+    model = parts.model
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    shapes: list[tuple[str, str, str]] = []
+    hooks = [
+        module.register_forward_hook(_recorder(name, shapes))
+        for name, module in model.named_modules()
+        if not list(module.children())
+    ]
+    batch = next(iter(parts.batches["train"]))
+    loss, _ = train_one_epoch(
+        model, [batch], parts.loss_fn, parts.optimizer, 0, parts.opts, lambda *_: None
+    )
+    for hook in hooks:
+        hook.remove()
+    split = next((s for s in ("val", "test") if s in parts.batches), "train")
+    metrics, _, _ = evaluate(
+        model,
+        [next(iter(parts.batches[split]))],
+        parts.loss_fn,
+        parts.opts,
+        parts.data.meta.task,
+        split,
+    )
+    table = Table(title=f"{parts.cfg.model.name}: {total:,} parameters ({trainable:,} trainable)")
+    for column in ("module", "type", "output shape"):
+        table.add_column(column)
+    table.add_row("(input)", type(batch[0]).__name__, str(tuple(batch[0].shape)))
+    for row in shapes:
+        table.add_row(*row)
+    console.print(table)
+    scores = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+    console.print(f"one training step: train/loss {loss:.4f}; one {split} batch: {scores}")
+    return {"parameters": total, "trainable": trainable, "train/loss": loss, **metrics}
+
+
+def _recorder(name: str, shapes: list[tuple[str, str, str]]):
+    """A forward hook noting a module's output shape (once per module)."""
+
+    def record(module: nn.Module, inputs: Any, output: Any) -> None:
+        out = output[0] if isinstance(output, tuple) else output
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        if all(row[0] != name for row in shapes):
+            shapes.append((name, type(module).__name__, str(shape)))
+
+    return record

@@ -77,3 +77,33 @@ def test_the_submitit_path_runs_jobs_through_submitit_local(tmp_path: Path) -> N
     statuses = [json.loads((d / "metrics.json").read_text())["status"] for d in run_dirs(sweep)]
     assert statuses == ["completed", "completed"]
     assert (sweep / ".submitit").is_dir() and (sweep / "report.csv").is_file()
+
+
+def test_an_optuna_study_continues_from_its_sqlite_storage(tmp_path: Path) -> None:
+    storage = f"hydra.sweeper.storage=sqlite:///{tmp_path / 'study.db'}"
+    args = ["-m", "hparams_search=bank_optuna", "hydra.sweeper.n_trials=2", storage, *TINY]
+    for attempt in ("first", "second"):
+        result = dltrain(tmp_path, *args, f"hydra.sweep.dir={tmp_path / attempt}")
+        assert result.returncode == 0, result.stderr
+    import optuna
+
+    study = optuna.load_study(study_name="bank_marketing", storage=storage.split("=", 1)[1])
+    assert len(study.trials) == 4  # the second command added to the first one's study
+
+
+def test_a_diverging_optuna_trial_gets_the_worst_objective(tmp_path: Path) -> None:
+    diverge = "optimizer.lr=1e12"  # fixed over the search's range: every trial's loss blows up
+    args = ["-m", "hparams_search=bank_optuna", "hydra.sweeper.n_trials=2", diverge, *TINY]
+    result = dltrain(
+        tmp_path,
+        *args,
+        "optimizer=sgd",
+        "dataset=diabetes",
+        "loss=mse",
+        "trainer.monitor=val/loss",
+        "trainer.monitor_mode=min",
+        "hydra.sweeper.direction=minimize",
+        f"hydra.sweep.dir={tmp_path / 's'}",
+    )
+    assert result.returncode == 1  # every job failed
+    assert "2 of 2 jobs failed" in result.stderr and "Traceback" not in result.stderr

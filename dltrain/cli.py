@@ -42,26 +42,12 @@ _INFO_FLAGS = ("help", "hydra_help", "cfg", "info", "shell_completion")
 def main() -> None:
     """Entry point: check every job's config up front, then hand over to Hydra."""
     args = get_args_parser().parse_args(sys.argv[1:])
-    if resume := [o for o in args.overrides if o.startswith("resume=")]:
-        try:
-            args.overrides = resume_overrides(resume[-1].partition("=")[2], args.overrides)
-        except ConfigError as e:
-            report(e.problems)
-            sys.exit(2)
-        if args.multirun:
-            report(["resume: continues one run; leave out --multirun (-m)"])
-            sys.exit(2)
-        given = set(resume) | {o for o in sys.argv[1:] if "=" in o}
-        sys.argv = [sys.argv[0], *(a for a in sys.argv[1:] if a not in given), *args.overrides]
-    if sweep_dir := [o for o in args.overrides if o.startswith("resume_sweep=")]:
-        if not args.multirun:
-            report(["resume_sweep: continues a sweep; give the sweep's command with -m"])
-            sys.exit(2)
-        path = Path(sweep_dir[-1].partition("=")[2]).expanduser().resolve()
-        if not path.is_dir():
-            report([f"resume_sweep: {path} is not a sweep dir"])
-            sys.exit(2)
-        sys.argv.append(f"hydra.sweep.dir='{path}'")
+    try:
+        continue_run(args)
+        continue_sweep(args)
+    except ConfigError as e:
+        report(e.problems)
+        sys.exit(2)
     custom_search_path = args.config_dir or args.config_path
     if not any(getattr(args, flag) for flag in _INFO_FLAGS) and not custom_search_path:
         problems = preflight(args.overrides, args.multirun, args.config_name or "config")
@@ -71,6 +57,31 @@ def main() -> None:
     hydra_main()
     if _SWEEP["jobs"] and _SWEEP["failed"] == _SWEEP["jobs"]:
         sys.exit(1)  # a sweep fails only when every job failed
+
+
+def continue_run(args: Any) -> None:
+    """resume=<run>: rewrite the command line to replay that run's overrides in its own dir."""
+    resume = [o for o in args.overrides if o.startswith("resume=")]
+    if not resume:
+        return
+    if args.multirun:
+        raise ConfigError("resume: continues one run; leave out --multirun (-m)")
+    args.overrides = resume_overrides(resume[-1].partition("=")[2], args.overrides)
+    given = set(resume) | {o for o in sys.argv[1:] if "=" in o}
+    sys.argv = [sys.argv[0], *(a for a in sys.argv[1:] if a not in given), *args.overrides]
+
+
+def continue_sweep(args: Any) -> None:
+    """resume_sweep=<dir>: the sweep's jobs land in that dir again (hydra_main skips or resumes)."""
+    sweep_dir = [o for o in args.overrides if o.startswith("resume_sweep=")]
+    if not sweep_dir:
+        return
+    if not args.multirun:
+        raise ConfigError("resume_sweep: continues a sweep; give the sweep's command with -m")
+    path = Path(sweep_dir[-1].partition("=")[2]).expanduser().resolve()
+    if not path.is_dir():
+        raise ConfigError(f"resume_sweep: {path} is not a sweep dir")
+    sys.argv.append(f"hydra.sweep.dir='{path}'")
 
 
 _SWEEP = {"jobs": 0, "failed": 0}  # filled in when a sweep ends (ReportCallback)

@@ -98,13 +98,16 @@ def run(cfg: DictConfig, run_dir: Path, console: Console | None = None) -> dict[
 
 
 def resumed_config(cfg: DictConfig, saved: dict[str, Any], path: Path) -> DictConfig:
-    """The checkpoint's config, with more epochs if asked; other differences are reported."""
+    """The checkpoint's config, with more epochs if asked; other values given are reported.
+
+    A value left unset (null, e.g. a seed the first run drew) is no conflict.
+    """
     given = flatten(OmegaConf.to_container(cfg, resolve=True))
     merged = OmegaConf.create(saved)
     ignored = [
         f"{key}={given[key]} (checkpoint: {value})"
         for key, value in flatten(saved).items()
-        if key in given and given[key] != value and key not in ("trainer.epochs", "resume")
+        if given.get(key) not in (None, value) and key not in ("trainer.epochs", "resume")
     ]
     if ignored:
         log.warning(f"resume: the checkpoint's settings win over {', '.join(ignored)}")

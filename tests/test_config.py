@@ -77,6 +77,11 @@ def test_every_experiment_composes_and_validates(experiment: str) -> None:
     check_config(compose_config(f"experiment={experiment}"))
 
 
+@pytest.mark.parametrize("search", options("hparams_search"))
+def test_every_search_composes_and_validates(search: str) -> None:
+    check_config(compose_config(f"hparams_search={search}"))
+
+
 def test_regularization_options_merge() -> None:
     cfg = compose_config("regularization=[l2,early_stopping,grad_clip]")
     assert set(cfg.regularization) == {"l2", "early_stopping", "grad_clip"}

@@ -86,17 +86,24 @@ def load(path: Path) -> dict[str, Any]:
         ) from None
 
 
-def resume_path(target: str | Path) -> Path:
-    """The checkpoint to resume from: the file itself, or a run dir's checkpoints/last.pt."""
+def find(target: str | Path, name: str) -> Path:
+    """A checkpoint file given itself or by its run dir (whose checkpoints/<name> it means)."""
     path = Path(target).expanduser()
     if path.is_dir():
-        path = path / "checkpoints" / "last.pt"
-    if not path.is_file():
-        raise ConfigError(
-            f"resume: {path} does not exist; give a run dir (with checkpoints/last.pt) or a "
-            "checkpoint file"
-        )
-    return path.resolve()
+        if not (path / "checkpoints" / name).is_file():
+            raise ConfigError(f"{path} is not a dltrain run dir: it has no checkpoints/{name}")
+        return path / "checkpoints" / name
+    if not path.exists():
+        raise ConfigError(f"{path}: no such run dir or checkpoint file")
+    return path
+
+
+def resume_path(target: str | Path) -> Path:
+    """The checkpoint to resume from: the file itself, or a run dir's checkpoints/last.pt."""
+    try:
+        return find(target, "last.pt").resolve()
+    except ConfigError as e:
+        raise ConfigError(f"resume: {e}") from None
 
 
 def rng_states() -> dict[str, Any]:

@@ -55,21 +55,9 @@ class Loaded:
     epoch: int | None
 
 
-def checkpoint_path(source: Path) -> Path:
-    """A run dir's checkpoints/best.pt, or the checkpoint file itself."""
-    if source.is_dir():
-        path = source / "checkpoints" / "best.pt"
-        if not path.is_file():
-            raise ConfigError(f"{source} is not a dltrain run dir: it has no checkpoints/best.pt")
-        return path
-    if not source.exists():
-        raise ConfigError(f"{source}: no such run dir or checkpoint file")
-    return source
-
-
 def load_run(source: Path | str, overrides: Sequence[str] = ()) -> Loaded:
     """Load a checkpoint safely and rebuild its model; `overrides` are `group.key=value`."""
-    path = checkpoint_path(Path(source)).resolve()
+    path = checkpoint.find(source, "best.pt").resolve()  # the weights the run tested
     saved = checkpoint.load(path)
     if not isinstance(saved, dict):
         raise ConfigError(f"{path} holds a {type(saved).__name__}, not a dltrain checkpoint")

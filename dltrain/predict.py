@@ -16,13 +16,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image
 from torch.nn.utils.rnn import pad_sequence
-from torchvision.io import ImageReadMode, decode_image
-from torchvision.transforms.v2.functional import pil_to_tensor, resize
 
 from dltrain import checkpoint
-from dltrain.data.image_folder import EXTENSIONS
+from dltrain.data.image_folder import EXTENSIONS, load_image
 from dltrain.data.splits import DataMeta
 from dltrain.data.table_encoding import encode_frame
 from dltrain.data.tabular import read_table
@@ -53,24 +50,7 @@ class ImageInputs(Sequence):
         return len(self.files)
 
     def __getitem__(self, i: int) -> torch.Tensor:
-        return read_image(self.files[i], self.shape)
-
-
-def read_image(path: Path, shape: tuple[int, int, int]) -> torch.Tensor:
-    """One image file as uint8 (C, H, W), converted to the model's channels and resized."""
-    channels, height, width = shape
-    try:
-        mode = ImageReadMode.GRAY if channels == 1 else ImageReadMode.RGB
-        image = decode_image(str(path), mode=mode)
-    except RuntimeError:  # torchvision decodes jpeg, png, gif and webp only: BMP goes to Pillow
-        try:
-            with Image.open(path) as pil:
-                image = pil_to_tensor(pil.convert("L" if channels == 1 else "RGB"))
-        except OSError as e:
-            raise ConfigError(f"input: cannot decode image {path} ({e})") from None
-    if image.ndim == 4:  # an animated GIF: its first frame
-        image = image[0]
-    return resize(image, [height, width], antialias=True)
+        return load_image(self.files[i], self.shape, source="input")
 
 
 def input_kind(meta: DataMeta) -> str:

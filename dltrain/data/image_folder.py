@@ -26,19 +26,27 @@ STATS_SAMPLE = 500  # training images used to estimate the per-channel mean and 
 Files = tuple[list[Path], list[int]]  # image paths and their class indices
 
 
-def load_image(path: Path, size: int) -> torch.Tensor:
-    """An image file as uint8 RGB (3, size, size)."""
+def load_image(
+    path: Path, shape: tuple[int, int, int], source: str = "dataset image_folder"
+) -> torch.Tensor:
+    """An image file as uint8 (C, H, W) of `shape`: grey for 1 channel, else RGB, resized.
+
+    `source` names what asked for the file in the error for an undecodable one.
+    """
+    channels, height, width = shape
     try:
-        image = decode_image(str(path), mode=ImageReadMode.RGB)
+        image = decode_image(
+            str(path), mode=ImageReadMode.GRAY if channels == 1 else ImageReadMode.RGB
+        )
     except RuntimeError:  # torchvision decodes jpeg, png, gif and webp only: BMP goes to Pillow
         try:
             with Image.open(path) as pil:
-                image = pil_to_tensor(pil.convert("RGB"))
+                image = pil_to_tensor(pil.convert("L" if channels == 1 else "RGB"))
         except OSError as e:
-            raise ConfigError(f"dataset image_folder: cannot decode {path} ({e})") from None
+            raise ConfigError(f"{source}: cannot decode image {path} ({e})") from None
     if image.ndim == 4:  # an animated GIF: its first frame
         image = image[0]
-    return resize(image, [size, size], antialias=True)
+    return resize(image, [height, width], antialias=True)
 
 
 class ImageFiles(Dataset):
@@ -51,7 +59,7 @@ class ImageFiles(Dataset):
         return len(self.files)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        return load_image(self.files[i], self.size), self.labels[i]
+        return load_image(self.files[i], (3, self.size, self.size)), self.labels[i]
 
 
 def layout(base: Path) -> tuple[Path, dict[str, Path | None]]:

@@ -133,7 +133,10 @@ def save_training_state(parts: Parts, state: FitState, name: str, keep: int = 0)
     """Write everything training needs to go on (checkpoints/<name>), atomically.
 
     With `keep` > 0 the file is also kept as step-<step>.pt, the newest `keep` of those stay.
+    Only rank 0 writes (every rank holds the same state).
     """
+    if not parts.world.main:
+        return
     early_stopping = parts.regs.get("early_stopping")
     schedule, scaler = parts.opts.schedule, parts.opts.scaler
     folder = parts.run_dir / "checkpoints"
@@ -160,6 +163,7 @@ def save_training_state(parts: Parts, state: FitState, name: str, keep: int = 0)
             "rng": rng_states(),
             "config": OmegaConf.to_container(parts.cfg, resolve=True),
             "data_meta": parts.data.meta.to_dict(),
+            "world_size": parts.world.size,  # informative: any number of ranks may resume
             "dltrain_version": __version__,
         },
         folder / name,

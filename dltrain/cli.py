@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,37 @@ _INFO_FLAGS = ("help", "hydra_help", "cfg", "info", "shell_completion")
 
 
 def main() -> None:
-    """Entry point: check every job's config up front, then hand over to Hydra."""
+    """Entry point: check every job's config up front, then hand over to Hydra.
+
+    Under a launcher of several ranks (torchrun, srun) only rank 0 runs Hydra, so there is one
+    run dir; the other ranks train each job it announces.
+    """
+    if not under_launcher():
+        return main_rank()
+    from dltrain import distributed
+
+    world = distributed.init(distributed.launched())
+    if world.rank > 0:
+        sys.exit(distributed.follow())
+    try:
+        main_rank()
+    finally:
+        distributed.announce(None)  # no more jobs: the other ranks exit
+
+
+def under_launcher() -> bool:
+    """Whether torchrun or an srun step started this process as one of several ranks.
+
+    The test of distributed.launched(), without importing torch (dltrain --help stays fast).
+    """
+    env = os.environ
+    if "RANK" in env and "WORLD_SIZE" in env:
+        return int(env["WORLD_SIZE"]) > 1
+    return "SLURM_STEP_ID" in env and int(env.get("SLURM_STEP_NUM_TASKS", 1)) > 1
+
+
+def main_rank() -> None:
+    """The command in one process (or in rank 0 of several)."""
     args = get_args_parser().parse_args(sys.argv[1:])
     try:
         continue_run(args)
@@ -111,6 +142,10 @@ def hydra_main(cfg: DictConfig) -> float | None:
                 return summary["metrics"].get(cfg.trainer.monitor)
             if outcome == "checkpoint":
                 cfg.resume = str(run_dir)
+    if under_launcher():  # the other ranks train this job with rank 0
+        from dltrain.distributed import announce
+
+        announce((OmegaConf.to_container(cfg, resolve=True), str(run_dir)))
     try:
         summary = run(cfg, run_dir)
     except ConfigError as e:

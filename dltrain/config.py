@@ -67,6 +67,9 @@ class TrainerOptions:
     keep_checkpoints: int = 0  # also keep the newest K as checkpoints/step-<step>.pt
     dry_run: bool = False  # one training and one evaluation batch, a report, nothing saved
     detect_anomaly: bool = False  # autograd anomaly detection: slow, names the op that made NaN
+    devices: int = 1  # processes per node (one per GPU); more than one trains with DDP
+    num_nodes: int = 1  # machines; each runs `devices` processes
+    strategy: Literal["auto", "ddp"] = "auto"  # auto: DDP whenever more than one process trains
 
     def __post_init__(self) -> None:
         minimums = {
@@ -77,6 +80,8 @@ class TrainerOptions:
             "histogram_every_n_epochs": 0,
             "checkpoint_every_n_steps": 0,
             "keep_checkpoints": 0,
+            "devices": 1,
+            "num_nodes": 1,
         }
         problems = [
             f"trainer.{key}: must be at least {low}, got {getattr(self, key)}"
@@ -177,6 +182,13 @@ def _check_trainer(trainer: TrainerOptions) -> None:
             f"trainer.precision: 16-mixed needs a CUDA device (this run would use {device.type}); "
             "use trainer.precision=bf16-mixed or 32"
         )
+    if device.type == "cuda" and trainer.devices > torch.cuda.device_count():
+        raise ConfigError(
+            f"trainer.devices: {trainer.devices} processes need as many GPUs on each node; this "
+            f"one has {torch.cuda.device_count()}"
+        )
+    if device.type == "mps" and trainer.devices * trainer.num_nodes > 1:
+        raise ConfigError("trainer.devices: several processes train on cuda or cpu, not mps")
 
 
 def _regularization_problems(cfg: DictConfig) -> list[str]:

@@ -11,16 +11,21 @@ import torch
 from dltrain.registry import ConfigError
 
 
-def select_device(name: str) -> torch.device:
-    """auto picks cuda, then mps, then cpu; asking for an absent accelerator is a ConfigError."""
+def select_device(name: str, local_rank: int = 0) -> torch.device:
+    """auto picks cuda, then mps, then cpu; asking for an absent accelerator is a ConfigError.
+
+    Each rank of a distributed run on CUDA takes the GPU of its local rank.
+    """
     cuda, mps = torch.cuda.is_available(), torch.backends.mps.is_available()
     if name == "auto":
-        return torch.device("cuda" if cuda else "mps" if mps else "cpu")
+        name = "cuda" if cuda else "mps" if mps else "cpu"
     if (name == "cuda" and not cuda) or (name == "mps" and not mps):
         raise ConfigError(
             f"trainer.device: '{name}' is not available on this machine; use trainer.device=auto "
             "or trainer.device=cpu"
         )
+    if name == "cuda":
+        return torch.device("cuda", local_rank % torch.cuda.device_count())
     return torch.device(name)
 
 

@@ -29,7 +29,10 @@ class DivergedError(RuntimeError):
             "high (try a 10x smaller optimizer.lr), exploding gradients (add "
             "regularization=grad_clip), or a loss that does not fit the model output."
         )
-        self.step = step
+        self.step, self.value = step, value
+
+    def __reduce__(self) -> tuple:
+        return (type(self), (self.step, self.value))
 
 
 def train_one_epoch(
@@ -61,8 +64,12 @@ def train_one_epoch(
         with opts.autocast():
             outputs = model(x)
         loss = loss_fn(outputs.float(), y)  # outside autocast: some losses are unsafe in fp16
-        if not torch.isfinite(loss):  # before the update, so the weights stay finite
-            raise DivergedError(step + 1, loss.item())
+        if opts.world.size > 1:  # every rank sees the global loss: they stop on NaN together
+            loss_sum, n = opts.world.sum_loss(loss.detach(), len(y))
+        else:
+            loss_sum, n = loss.detach() * len(y), len(y)
+        if not torch.isfinite(loss_sum):  # before the update, so the weights stay finite
+            raise DivergedError(step + 1, (loss_sum / n).item())
         objective = loss + opts.l1.penalty(model) if opts.l1 else loss
         optimizer.zero_grad(set_to_none=True)
         (scaler.scale(objective) if scaler else objective).backward()
@@ -79,9 +86,9 @@ def train_one_epoch(
         if opts.schedule is not None and opts.schedule.interval == "step":
             opts.schedule.step()
         step += 1
-        total += loss.detach() * len(y)
-        window += loss.detach()
-        samples, window_steps = samples + len(y), window_steps + 1
+        total += loss_sum
+        window += loss_sum / n
+        samples, window_steps = samples + int(n), window_steps + 1
         if step % opts.log_every_n_steps == 0:
             lr = optimizer.param_groups[0]["lr"]
             values = {"train/loss": (window / window_steps).item(), "lr": lr}
@@ -122,8 +129,12 @@ def evaluate(
         loss_sum += loss_fn(out, y) * len(y)
         outputs.append(out.cpu())
         targets.append(y.cpu())
-    outputs, targets = torch.cat(outputs), torch.cat(targets)
-    metrics = {"loss": (loss_sum / len(targets)).item(), **compute_metrics(outputs, targets, task)}
+    # Each rank evaluated its share of the split: the metrics are of all of it, on every rank.
+    outputs, targets, loss_sum = opts.world.gather(
+        torch.cat(outputs), torch.cat(targets), loss_sum.reshape(1)
+    )
+    loss = loss_sum.sum() / len(targets)
+    metrics = {"loss": loss.item(), **compute_metrics(outputs, targets, task)}
     return {f"{prefix}/{k}": v for k, v in metrics.items()}, outputs, targets
 
 
@@ -135,7 +146,9 @@ def fit(parts: Parts, state: FitState) -> None:
     trainer = parts.trainer
     early_stopping: EarlyStopping | None = parts.regs.get("early_stopping")
     train_batches = parts.batches["train"]
-    with parts.tracker.progress() as progress, GracefulStop() as stop:
+    # Ranks started together get a Ctrl-C both from the terminal and from their launcher.
+    same_signal_within = 1.0 if parts.world.size > 1 else 0.0
+    with parts.tracker.progress() as progress, GracefulStop(same_signal_within) as stop:
         # One bar per epoch: track() restarts it at 0 of len(train_batches) every epoch.
         bar = progress.add_task("training", total=len(train_batches), status="")
         for epoch in range(state.epoch + 1, trainer.epochs + 1):
@@ -152,11 +165,12 @@ def fit(parts: Parts, state: FitState) -> None:
                 state.best_metrics = metrics
                 checkpoint.save_training_state(parts, state, "best.pt")
             checkpoint.save_training_state(parts, state, "last.pt", trainer.keep_checkpoints)
-            epoch_visuals(parts, state.step, epoch)
+            if parts.world.main:
+                epoch_visuals(parts, state.step, epoch)
             shown = list(metrics.items())[:3]  # train/loss, val/loss and the first task metric
             progress.update(bar, status="  ".join(f"{k} {v:.4f}" for k, v in shown))
-            if stop.requested:
-                raise Interrupted(stop.requested, state.step)
+            if parts.world.any(bool(stop.requested)):
+                raise Interrupted(stop.requested or "SIGTERM", state.step)
             if state.stopped_early:
                 log.info(
                     f"early stopping after epoch {epoch}: {early_stopping.monitor} did not "
@@ -170,15 +184,16 @@ def after_step(
 ) -> None:
     """Mid-epoch: a checkpoint every checkpoint_every_n_steps steps, and on a stop request."""
     batches = parts.batches["train"]
-    if batches.consumed >= len(batches):
+    if batches.exhausted:
         return  # the epoch's own checkpoint follows its validation
     every = parts.trainer.checkpoint_every_n_steps
-    if not (stop.requested or (every and step % every == 0)):
+    stopping = parts.world.any(bool(stop.requested))  # all ranks stop after the same step
+    if not (stopping or (every and step % every == 0)):
         return
     state.step, state.progress = step, progress()
     checkpoint.save_training_state(parts, state, "last.pt", keep=parts.trainer.keep_checkpoints)
-    if stop.requested:
-        raise Interrupted(stop.requested, step)
+    if stopping:
+        raise Interrupted(stop.requested or "SIGTERM", step)
 
 
 def fit_epoch(
@@ -186,7 +201,7 @@ def fit_epoch(
 ) -> dict[str, float]:
     """Train one epoch, validate, log; returns {"train/loss": epoch mean, "val/...": ...}."""
     train_loss, state.step = train_one_epoch(
-        parts.model,
+        parts.trained,
         train_batches,
         parts.loss_fn,
         parts.optimizer,

@@ -13,6 +13,7 @@ from torch import nn
 from dltrain.config import TrainerOptions
 from dltrain.data.splits import DataSplits
 from dltrain.data.transforms import BatchTransform
+from dltrain.distributed import World
 from dltrain.optim import Schedule
 from dltrain.regularization import L1, GradClip
 from dltrain.tracking import Tracker
@@ -31,6 +32,7 @@ class StepOptions:
     schedule: Schedule | None = None  # stepped here only when it is per-batch
     log_every_n_steps: int = 10
     reconstruct: bool = False  # the target is the (transformed) input itself
+    world: World = field(default_factory=World)  # the ranks that share each step and split
 
     def inputs(self, x: torch.Tensor, train: bool) -> torch.Tensor:
         """A batch of inputs on the device, transformed."""
@@ -60,6 +62,16 @@ class Parts:
     batches: dict[str, Any]  # "train", and "val"/"test" when the dataset has them
     run_dir: Path
     tracker: Tracker
+    ddp: nn.Module | None = None  # the DistributedDataParallel wrapper when several ranks train
+
+    @property
+    def world(self) -> World:
+        return self.opts.world
+
+    @property
+    def trained(self) -> nn.Module:
+        """What training steps call: the DDP wrapper, or the model itself on one rank."""
+        return self.ddp or self.model
 
 
 @dataclass

@@ -19,6 +19,9 @@ class ConfigError(ValueError):
         self.problems = [problems] if isinstance(problems, str) else list(problems)
         super().__init__("\n".join(self.problems))
 
+    def __reduce__(self) -> tuple:  # pickled to a parent process as itself (distributed runs)
+        return (type(self), (self.problems,))
+
 
 def closest(word: Any, choices: Iterable[str]) -> str | None:
     """The choice most similar to `word`, if any is reasonably close."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -17,12 +18,21 @@ class Interrupted(KeyboardInterrupt):
         super().__init__(f"stopped by {signal_name} after step {step}")
         self.signal_name, self.step = signal_name, step
 
+    def __reduce__(self) -> tuple:  # pickled to a parent process as itself (distributed runs)
+        return (type(self), (self.signal_name, self.step))
+
 
 class GracefulStop:
-    """While active, a first SIGINT/SIGTERM stops training after the step; a second aborts."""
+    """While active, a first SIGINT/SIGTERM stops training after the step; a second aborts.
 
-    def __init__(self) -> None:
+    `same_within` seconds after the first, another signal counts as the same one: a launcher
+    (torchrun, dltrain's own spawning) passes on the Ctrl-C its ranks already got from the terminal.
+    """
+
+    def __init__(self, same_within: float = 0.0) -> None:
         self.requested: str | None = None
+        self.same_within = same_within
+        self._first = 0.0
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> GracefulStop:
@@ -37,8 +47,10 @@ class GracefulStop:
 
     def _handle(self, signum: int, frame: object) -> None:
         if self.requested:
+            if time.monotonic() - self._first < self.same_within:
+                return
             raise KeyboardInterrupt  # the second one: abort at once
-        self.requested = signal.Signals(signum).name
+        self.requested, self._first = signal.Signals(signum).name, time.monotonic()
         log.warning(
             f"{self.requested}: finishing the current step, then saving a checkpoint "
             "(send it again to abort at once)"

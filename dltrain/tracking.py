@@ -34,6 +34,14 @@ class Tracker:
         )
         self.console = console or Console()
 
+    @classmethod
+    def silent(cls) -> Tracker:
+        """A tracker that writes and prints nothing (ranks other than 0 of a distributed run)."""
+        tracker = cls.__new__(cls)
+        tracker.writer = _Discard()
+        tracker.console = Console(quiet=True)
+        return tracker
+
     def scalars(self, values: dict[str, float], step: int) -> None:
         """Log slash-namespaced scalars (`train/loss`, `val/acc`, `lr`) at a global step."""
         for tag, value in values.items():
@@ -166,6 +174,16 @@ class Tracker:
     def close(self) -> None:
         """Flush and close the event file."""
         self.writer.close()
+
+
+class _Discard:
+    """Stands in for a SummaryWriter: every method call does nothing (and returns itself)."""
+
+    def __getattr__(self, name: str) -> _Discard:
+        return self
+
+    def __call__(self, *args: Any, **kwargs: Any) -> _Discard:
+        return self
 
 
 def markdown_matrix(matrix: list[list[int]], labels: list[str]) -> str:

@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from torch import nn
 
-from dltrain import checkpoint, visuals
+from dltrain import checkpoint, distributed, visuals
 from dltrain.config import (
     PRECISIONS,
     TrainerOptions,
@@ -30,6 +30,7 @@ from dltrain.data.batches import make_batches, samples
 from dltrain.data.splits import DataMeta, DataSplits
 from dltrain.data.transforms import BatchTransform
 from dltrain.device import seed_everything, select_device
+from dltrain.distributed import World
 from dltrain.dry_run import dry_run
 from dltrain.loop import DivergedError, evaluate, fit
 from dltrain.losses import num_outputs
@@ -50,7 +51,21 @@ log = logging.getLogger(__name__)
 
 
 def run(cfg: DictConfig, run_dir: Path, console: Console | None = None) -> dict[str, Any]:
-    """Train and test one configuration; writes the run dir and returns the metrics.json dict."""
+    """Train and test one configuration; writes the run dir and returns the metrics.json dict.
+
+    With trainer.devices (x num_nodes) > 1 and no launcher, the ranks are started here; under a
+    launcher (torchrun, srun) this process is one of them.
+    """
+    if distributed.should_spawn(cfg.trainer):
+        return distributed.spawn(OmegaConf.to_container(cfg, resolve=True), Path(run_dir))
+    with distributed.joined() as world:
+        return run_rank(cfg, Path(run_dir), world, console)
+
+
+def run_rank(
+    cfg: DictConfig, run_dir: Path, world: World, console: Console | None = None
+) -> dict[str, Any]:
+    """run() in one process, one of `world`'s ranks (only rank 0 writes)."""
     started = time.perf_counter()
     saved = None
     if cfg.get("resume"):  # the same run dir, the checkpoint's config (epochs may grow)
@@ -58,9 +73,9 @@ def run(cfg: DictConfig, run_dir: Path, console: Console | None = None) -> dict[
         saved = checkpoint.load(path)
         cfg, run_dir = resumed_config(cfg, saved["config"], path), path.parent.parent
     try:
-        parts = build(cfg, Path(run_dir), console, saved["step"] if saved else None)
+        parts = build(cfg, Path(run_dir), console, saved["step"] if saved else None, world)
     except Exception as e:
-        if not saved:  # a new run dir says why it holds no run; a resumed one keeps its record
+        if not saved and world.main:  # a new run dir says why it holds no run; not a resumed one
             failed = {"status": "failed", "error": f"{type(e).__name__}: {e}", "step": 0}
             checkpoint.save_json_atomic(failed, Path(run_dir) / "metrics.json")
         raise
@@ -92,9 +107,14 @@ def run(cfg: DictConfig, run_dir: Path, console: Console | None = None) -> dict[
             device=str(parts.opts.device),
             epochs_completed=state.epoch,
         )
-        checkpoint.save_json_atomic(summary, parts.run_dir / "metrics.json")
+        if world.main:
+            checkpoint.save_json_atomic(summary, parts.run_dir / "metrics.json")
         parts.tracker.close()
     return summary
+
+
+# Settings of where a run trains; a resumed run takes them from its new command.
+PLACES = ("trainer.device", "trainer.devices", "trainer.num_nodes", "trainer.strategy")
 
 
 def resumed_config(cfg: DictConfig, saved: dict[str, Any], path: Path) -> DictConfig:
@@ -107,26 +127,37 @@ def resumed_config(cfg: DictConfig, saved: dict[str, Any], path: Path) -> DictCo
     ignored = [
         f"{key}={given[key]} (checkpoint: {value})"
         for key, value in flatten(saved).items()
-        if given.get(key) not in (None, value) and key not in ("trainer.epochs", "resume")
+        if given.get(key) not in (None, value) and key not in ("trainer.epochs", "resume", *PLACES)
     ]
     if ignored:
         log.warning(f"resume: the checkpoint's settings win over {', '.join(ignored)}")
     merged.trainer.epochs = max(cfg.trainer.epochs, merged.trainer.epochs)
+    for key in PLACES:  # where it goes on is the new command's choice
+        OmegaConf.update(merged, key, OmegaConf.select(cfg, key), force_add=True)
     merged.resume = str(path)
     return merged
 
 
 def build(
-    cfg: DictConfig, run_dir: Path, console: Console | None, resume_step: int | None = None
+    cfg: DictConfig,
+    run_dir: Path,
+    console: Console | None,
+    resume_step: int | None = None,
+    world: World | None = None,
 ) -> Parts:
     """Validate the config, then build data, model, loss, optimizer, schedule and tracker."""
+    world = world or World()
     check_config(cfg)
     trainer = TrainerOptions(**options(cfg.trainer))
-    if trainer.seed is None:  # record the drawn seed so the run can be repeated
-        trainer.seed = cfg.trainer.seed = random.SystemRandom().randrange(2**31)
+    distributed.check_world(cfg.trainer, world)
+    if trainer.seed is None:  # record the drawn seed (rank 0's) so the run can be repeated
+        seed = world.broadcast_object(random.SystemRandom().randrange(2**31))
+        trainer.seed = cfg.trainer.seed = seed
     seed_everything(trainer.seed, trainer.deterministic)
     torch.autograd.set_detect_anomaly(trainer.detect_anomaly)  # set both ways: sweeps share it
-    device = select_device(trainer.device)
+    device = select_device(trainer.device, world.local_rank)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)  # NCCL and DDP use the current device
 
     data = DATASETS.build(cfg.dataset.name, options(cfg.dataset))
     data.meta.task = run_task(cfg, data.meta.task)
@@ -143,11 +174,19 @@ def build(
     optimizer = OPTIMIZERS.build(cfg.optimizer.name, optimizer_kwargs, params=model.parameters())
     if trainer.compile:
         model.compile()  # in place: state_dict keys stay those of the plain model
+    ddp = distributed.wrap(model, device) if world.size > 1 else None
 
     splits = {"train": data.train, "val": data.val, "test": data.test}
     batches = {
         name: make_batches(
-            ds, trainer.batch_size, name == "train", trainer.seed, trainer.num_workers, device
+            ds,
+            trainer.batch_size,
+            name == "train",
+            trainer.seed,
+            trainer.num_workers,
+            device,
+            world.rank,
+            world.size,
         )
         for name, ds in splits.items()
         if ds is not None
@@ -169,13 +208,15 @@ def build(
         schedule=schedule,
         log_every_n_steps=trainer.log_every_n_steps,
         reconstruct=data.meta.task == "reconstruction",
+        world=world,
     )
 
-    tracker = start_run_dir(cfg, run_dir, data, console, resume_step)
+    tracker = start_run_dir(cfg, run_dir, data, console, resume_step) if world.main else None
     size = sum(p.numel() for p in model.parameters())
+    ranks = f" x {world.size} ranks (DDP)" if world.size > 1 else ""
     log.info(
-        f"run dir {run_dir} | device {device} | {cfg.model.name} ({size:,} parameters) on "
-        f"{cfg.dataset.name} ({data.meta.task}, {len(data.train)} training samples)"
+        f"run dir {run_dir} | device {device}{ranks} | {cfg.model.name} ({size:,} parameters) "
+        f"on {cfg.dataset.name} ({data.meta.task}, {len(data.train)} training samples)"
     )
     return Parts(
         cfg=cfg,
@@ -188,7 +229,8 @@ def build(
         regs=regs,
         batches=batches,
         run_dir=run_dir,
-        tracker=tracker,
+        tracker=tracker or Tracker.silent(),
+        ddp=ddp,
     )
 
 
@@ -241,11 +283,17 @@ def build_model(cfg: DictConfig, meta: DataMeta, regs: dict[str, Any]) -> nn.Mod
 
 
 def finish(parts: Parts, state: FitState) -> dict[str, Any]:
-    """Restore the best weights, test them, save model.pt and log the final metrics."""
-    best = checkpoint.load(parts.run_dir / "checkpoints" / "best.pt")
-    parts.model.load_state_dict(best["model"])
-    checkpoint.save_atomic(parts.model.state_dict(), parts.run_dir / "model.pt")
-    checkpoint.save_safetensors(parts.model.state_dict(), parts.run_dir / "model.safetensors")
+    """Restore the best weights, test them, save model.pt and log the final metrics.
+
+    Every rank evaluates its share (the metrics are gathered); rank 0 alone writes and draws.
+    """
+    main = parts.world.main
+    if main:
+        best = checkpoint.load(parts.run_dir / "checkpoints" / "best.pt")
+        parts.model.load_state_dict(best["model"])
+        checkpoint.save_atomic(parts.model.state_dict(), parts.run_dir / "model.pt")
+        checkpoint.save_safetensors(parts.model.state_dict(), parts.run_dir / "model.safetensors")
+    parts.world.broadcast_state(parts.model)  # rank 0 read best.pt: the others need not see it
     final = {k: v for k, v in state.best_metrics.items() if k.startswith("val/")}
     matrices, scored = {}, {}
     task = parts.data.meta.task
@@ -255,8 +303,9 @@ def finish(parts: Parts, state: FitState) -> dict[str, Any]:
         )
         final.update(test)
         parts.tracker.scalars(test, state.step)
-        matrices = visuals.test_visuals(parts, *scored["test"], state.step)
-    elif task == "reconstruction":
+        if main:
+            matrices = visuals.test_visuals(parts, *scored["test"], state.step)
+    elif task == "reconstruction" and main:
         visuals.latent_space(parts, state.step)
     if task == "binary":  # ROC curves of every split, with the best weights
         for split in ("train", "val"):
@@ -265,7 +314,8 @@ def finish(parts: Parts, state: FitState) -> dict[str, Any]:
                 _, *scored[split] = evaluate(
                     parts.model, batches, parts.loss_fn, parts.opts, task, ""
                 )
-        visuals.roc_figure(parts, scored, state.step)
+        if main:
+            visuals.roc_figure(parts, scored, state.step)
     best_val = {f"best/{k}": v for k, v in final.items() if k.startswith("val/")}
     parts.tracker.scalars(best_val, state.step)
     parts.tracker.hparams(

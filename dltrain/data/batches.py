@@ -1,8 +1,9 @@
 """Batch iteration: in-memory tensors are sliced by index; other datasets use a DataLoader.
 
-Every iterator can resume mid-epoch: `state_dict()` holds the shuffling generator's state at the
-start of the current epoch and how many batches of it were consumed, so after
-`load_state_dict()` the next pass redraws the same order and skips what was already trained on.
+Every iterator shares a pass among the ranks of a distributed run and can resume mid-epoch:
+`state_dict()` holds the shuffling generator's state at the start of the current pass and how
+many of its samples were handed out (over all ranks), so after `load_state_dict()` the next pass
+redraws the same order and skips what was already trained on, on any number of ranks.
 """
 
 from __future__ import annotations
@@ -15,32 +16,71 @@ from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
 
 
 class Resumable:
-    """The seeded shuffling and mid-epoch position shared by every batch iterator."""
+    """The seeded order, each rank's share of it and the position reached in the current pass.
 
-    def __init__(self, seed: int):
+    Every rank draws the same order (same seed); rank r of W takes its positions r, r + W, ...
+    Shuffled (training) passes are padded by wrapping around so every rank takes the same number
+    of steps, as DistributedSampler does; unshuffled (evaluation) passes are not, so each sample
+    counts once. With W ranks and per-rank batches of B, step k covers samples [kBW, (k+1)BW) of
+    the order: the same samples as one rank with batches of BW.
+    """
+
+    def __init__(
+        self, n: int, batch_size: int, shuffle: bool, seed: int, rank: int = 0, world_size: int = 1
+    ):
+        self.n, self.batch_size, self.shuffle = n, batch_size, shuffle
+        self.rank, self.world_size = rank, world_size
         self.generator = torch.Generator().manual_seed(seed)
         self.epoch_start = self.generator.get_state()
-        self.consumed = 0  # batches of the current pass handed out (or skipped on resume)
-        self.skip = 0  # batches to leave out at the start of the next pass (resume)
+        self.position = 0  # samples of the current pass handed out on all ranks (or skipped)
+        self.skip = 0  # samples to leave out at the start of the next pass (resume)
 
-    def begin(self, n: int, shuffle: bool) -> tuple[torch.Tensor, int]:
-        """This pass's sample order and the first batch to hand out; remembers the pass start."""
+    def __len__(self) -> int:
+        """Batches in a whole pass on this rank."""
+        per_rank = -(-self.n // self.world_size) if self.shuffle else self._unpadded(self.n)
+        return -(-per_rank // self.batch_size)
+
+    def _unpadded(self, n: int) -> int:
+        return len(range(self.rank, n, self.world_size))
+
+    @property
+    def exhausted(self) -> bool:
+        """Whether the current pass has handed out all its samples."""
+        return self.position >= self.n
+
+    def begin(self) -> torch.Tensor:
+        """This pass's sample order (the same on every rank); remembers the pass start."""
         self.epoch_start = self.generator.get_state()
-        order = torch.randperm(n, generator=self.generator) if shuffle else torch.arange(n)
-        first, self.skip = self.skip, 0
-        self.consumed = first
-        return order, first
+        order = torch.randperm(self.n, generator=self.generator) if self.shuffle else None
+        self.position, self.skip = self.skip, 0
+        return torch.arange(self.n) if order is None else order
+
+    def shard(self, order: torch.Tensor) -> torch.Tensor:
+        """This rank's share of `order` (padded by wrapping around when shuffled)."""
+        size = self.world_size
+        if size == 1:
+            return order
+        if self.shuffle and len(order) % size:
+            order = torch.cat([order, order[torch.arange(size - len(order) % size) % len(order)]])
+        return order[self.rank :: size]
+
+    def advance(self) -> None:
+        """One step of every rank was handed out."""
+        self.position = min(self.n, self.position + self.batch_size * self.world_size)
 
     def state_dict(self) -> dict[str, torch.Tensor | int]:
         """Where the current pass started and how far it got (a finished pass: the next one)."""
-        if self.consumed >= len(self):
-            return {"generator": self.generator.get_state(), "consumed": 0}
-        return {"generator": self.epoch_start, "consumed": self.consumed}
+        if self.exhausted:
+            return {"generator": self.generator.get_state(), "position": 0}
+        return {"generator": self.epoch_start, "position": self.position}
 
     def load_state_dict(self, state: dict) -> None:
-        """Make the next pass repeat the saved one from its first unconsumed batch."""
+        """Make the next pass repeat the saved one from its first sample not yet trained on."""
         self.generator.set_state(state["generator"])
-        self.skip = int(state["consumed"])
+        if "position" in state:
+            self.skip = int(state["position"])
+        else:  # checkpoints of dltrain 0.1 counted batches of one rank
+            self.skip = int(state["consumed"]) * self.batch_size
 
 
 class TensorBatches(Resumable):
@@ -57,25 +97,24 @@ class TensorBatches(Resumable):
         shuffle: bool,
         seed: int,
         device: torch.device | str = "cpu",
+        rank: int = 0,
+        world_size: int = 1,
     ):
-        super().__init__(seed)
+        super().__init__(len(dataset), batch_size, shuffle, seed, rank, world_size)
         self.tensors = tuple(t.to(device) for t in dataset.tensors)  # moved once, not per batch
-        self.batch_size = batch_size
-        self.shuffle = shuffle
-
-    def __len__(self) -> int:
-        return -(-len(self.tensors[0]) // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
-        n = len(self.tensors[0])
-        order, first = self.begin(n, self.shuffle)
-        for start in range(first * self.batch_size, n, self.batch_size):
-            self.consumed += 1
-            if not self.shuffle:
+        order = self.begin()
+        if not self.shuffle and self.world_size == 1:  # slices: no copy
+            for start in range(self.position, self.n, self.batch_size):
+                self.advance()
                 yield tuple(t[start : start + self.batch_size] for t in self.tensors)
-            else:
-                index = order[start : start + self.batch_size].to(self.tensors[0].device)
-                yield tuple(t[index] for t in self.tensors)
+            return
+        device = self.tensors[0].device
+        for index in self.shard(order[self.position :]).split(self.batch_size):
+            self.advance()
+            index = index.to(device)
+            yield tuple(t[index] for t in self.tensors)
 
 
 class TokenDataset(Dataset):
@@ -95,8 +134,9 @@ class TokenDataset(Dataset):
 class TokenBatches(Resumable):
     """Padded batches of similar-length sequences (bucketing), reshuffled each epoch.
 
-    Each pool of `pool` batches' worth of shuffled samples is sorted by length before it is cut
-    into batches, so little padding is computed; the batches are then shuffled.
+    Each pool of `pool` steps' worth of shuffled samples is sorted by length before it is cut
+    into steps (one batch per rank each), so little padding is computed; the steps are then
+    shuffled. A resume on another number of ranks starts at the step nearest the saved position.
     """
 
     def __init__(
@@ -107,30 +147,33 @@ class TokenBatches(Resumable):
         seed: int,
         device: torch.device | str = "cpu",
         pool: int = 50,
+        rank: int = 0,
+        world_size: int = 1,
     ):
-        super().__init__(seed)
-        self.dataset, self.batch_size, self.shuffle, self.pool = dataset, batch_size, shuffle, pool
-        self.device = device
-
-    def __len__(self) -> int:
-        return -(-len(self.dataset) // self.batch_size)
+        super().__init__(len(dataset), batch_size, shuffle, seed, rank, world_size)
+        self.dataset, self.pool, self.device = dataset, pool, device
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         lengths = self.dataset.lengths
-        order, first = self.begin(len(self.dataset), self.shuffle)
-        pools = order.split(self.batch_size * self.pool)
+        order = self.begin()
+        per_step = self.batch_size * self.world_size
+        pools = order.split(per_step * self.pool)
         order = torch.cat([p[lengths[p].argsort(descending=True, stable=True)] for p in pools])
-        batches = list(order.split(self.batch_size))
+        steps = list(order.split(per_step))
         if self.shuffle:
-            batches = [batches[i] for i in torch.randperm(len(batches), generator=self.generator)]
-        for index in batches[first:]:
-            self.consumed += 1
-            ids = pad_sequence([self.dataset.ids[i] for i in index], batch_first=True)
-            yield ids.to(self.device), self.dataset.labels[index].to(self.device)
+            steps = [steps[i] for i in torch.randperm(len(steps), generator=self.generator)]
+        first = -(-self.position // per_step)
+        self.position = min(self.n, first * per_step)
+        for index in steps[first:]:
+            self.advance()
+            index = self.shard(index)
+            if len(index):  # an evaluation pass's last step may leave a rank nothing
+                ids = pad_sequence([self.dataset.ids[i] for i in index], batch_first=True)
+                yield ids.to(self.device), self.dataset.labels[index].to(self.device)
 
 
 class LoaderBatches(Resumable):
-    """A DataLoader (its workers decode the samples) over this pass's seeded order."""
+    """A DataLoader (its workers decode the samples) over this rank's share of the pass's order."""
 
     def __init__(
         self,
@@ -140,9 +183,10 @@ class LoaderBatches(Resumable):
         seed: int,
         num_workers: int = 0,
         device: torch.device | str = "cpu",
+        rank: int = 0,
+        world_size: int = 1,
     ):
-        super().__init__(seed)
-        self.size, self.batch_size, self.shuffle = len(dataset), batch_size, shuffle
+        super().__init__(len(dataset), batch_size, shuffle, seed, rank, world_size)
         self.sampler = _Indices()
         self.loader = DataLoader(
             dataset,
@@ -153,14 +197,11 @@ class LoaderBatches(Resumable):
             pin_memory=torch.device(device).type == "cuda",
         )
 
-    def __len__(self) -> int:
-        return -(-self.size // self.batch_size)
-
     def __iter__(self) -> Iterator:
-        order, first = self.begin(self.size, self.shuffle)
-        self.sampler.indices = order[first * self.batch_size :].tolist()
+        order = self.begin()
+        self.sampler.indices = self.shard(order[self.position :]).tolist()
         for batch in self.loader:
-            self.consumed += 1
+            self.advance()
             yield batch
 
 
@@ -184,13 +225,19 @@ def make_batches(
     seed: int,
     num_workers: int = 0,
     device: torch.device | str = "cpu",
+    rank: int = 0,
+    world_size: int = 1,
 ) -> Iterable:
-    """The fastest batch iterator that fits the dataset (in-memory tensors live on `device`)."""
+    """The fastest batch iterator that fits the dataset (in-memory tensors live on `device`).
+
+    With several ranks each iterator yields this rank's batches of its share of every pass.
+    """
+    share = {"rank": rank, "world_size": world_size}
     if isinstance(dataset, TensorDataset):
-        return TensorBatches(dataset, batch_size, shuffle, seed, device)
+        return TensorBatches(dataset, batch_size, shuffle, seed, device, **share)
     if isinstance(dataset, TokenDataset):
-        return TokenBatches(dataset, batch_size, shuffle, seed, device)
-    return LoaderBatches(dataset, batch_size, shuffle, seed, num_workers, device)
+        return TokenBatches(dataset, batch_size, shuffle, seed, device, **share)
+    return LoaderBatches(dataset, batch_size, shuffle, seed, num_workers, device, **share)
 
 
 def samples(dataset: Dataset, indices: list[int]) -> torch.Tensor:

@@ -129,9 +129,7 @@ def main() -> None:
         print(f"| {name} | {median:.3f} | {1e6 * median / steps:.0f} |")
     print(f"dltrain / plain: {ours / plain:.3f}x")
     first, total = startup(max(3, args.repeats // 2))
-    print(
-        f"dltrain start-up: first step after {first:.2f} s; a 1-epoch default job {total:.2f} s"
-    )
+    print(f"dltrain start-up: first step after {first:.2f} s; a 1-epoch default job {total:.2f} s")
 
 
 if __name__ == "__main__":

@@ -1,3 +1,4 @@
 from dltrain.cli import main
 
-main()
+if __name__ == "__main__":  # not when a spawned process re-imports the parent's main module
+    main()

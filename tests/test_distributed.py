@@ -26,6 +26,7 @@ from dltrain.distributed import World, first_host, interleave, launched
 from dltrain.loop import DivergedError, train_one_epoch
 from dltrain.parts import StepOptions
 from dltrain.registry import ConfigError
+from dltrain.signals import GracefulStop
 from dltrain.train import run
 
 from .conftest import compose_config
@@ -93,8 +94,12 @@ def start_ranks(envs: list[dict[str, str]], args: list[str], cwd: Path) -> list[
     command = [sys.executable, "-m", "dltrain", *BLOBS, "trainer.epochs=1", *args]
     processes = [
         subprocess.Popen(
-            command, cwd=cwd, env={**outside, **env}, text=True,
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            command,
+            cwd=cwd,
+            env={**outside, **env},
+            text=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )  # fmt: skip
         for env in envs
     ]
@@ -202,6 +207,16 @@ def test_sigint_to_the_command_stops_every_rank_after_a_checkpoint(tmp_path: Pat
     assert load(tmp_path / "run" / "checkpoints" / "last.pt")["step"] > 0
     metrics = (tmp_path / "run" / "metrics.json").read_text()
     assert '"status": "interrupted"' in metrics
+
+
+def test_a_signal_repeated_at_once_by_a_launcher_counts_once() -> None:
+    with GracefulStop(same_within=0.5) as stop:
+        os.kill(os.getpid(), signal.SIGINT)  # from the terminal
+        os.kill(os.getpid(), signal.SIGINT)  # passed on by torchrun or dltrain: the same one
+        assert stop.requested == "SIGINT"
+        time.sleep(0.6)
+        with pytest.raises(KeyboardInterrupt):  # a real second Ctrl-C aborts
+            os.kill(os.getpid(), signal.SIGINT)
 
 
 @pytest.mark.parametrize("kind", ["tensors", "loader", "tokens"])

@@ -100,7 +100,7 @@ def start_ranks(envs: list[dict[str, str]], args: list[str], cwd: Path) -> list[
             text=True,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
-        )  # fmt: skip
+        )
         for env in envs
     ]
     return [(p.wait(timeout=180), p.stderr.read()) for p in processes]

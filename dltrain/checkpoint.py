@@ -25,23 +25,74 @@ from dltrain.parts import EpochProgress, FitState, Parts
 from dltrain.registry import ConfigError
 
 
+class SaveError(RuntimeError):
+    """A run's file could not be written (a full disk, a read-only folder); the old one stays."""
+
+
 def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
     """Write via a temp file in the same folder, fsync, then rename over `path`.
 
-    A crash or kill at any moment leaves either the old file or the new one, never half a file.
+    A crash or kill at any moment leaves either the old file or the new one, never half a file;
+    a failed write (SaveError) leaves the old one.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise SaveError(f"cannot write {path}: {e.strerror}") from e
+    file = _Recording(os.fdopen(fd, "wb"))
+    try:
+        with file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.chmod(tmp, _FILE_MODE)  # mkstemp makes it private; a run's files are as any other
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
-        raise
+        failed = file.error or (e if isinstance(e, OSError) else None)
+        if failed is None:
+            raise
+        kept = "; the previous one is kept" if path.exists() else ""
+        raise SaveError(f"cannot write {path}: {failed.strerror or failed}{kept}") from e
+
+
+class _Recording:
+    """A file whose write errors are kept: torch.save turns them into vaguer RuntimeErrors."""
+
+    def __init__(self, file: BinaryIO):
+        self.file, self.error = file, None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as e:
+            self.error = self.error or e
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.file, name)
+
+    def __enter__(self) -> _Recording:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.file.close()
+        except OSError as e:  # the last buffered bytes fail to reach the disk
+            self.error = self.error or e
+            if exc[0] is None:
+                raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_umask()  # read once, at import: os.umask is process-wide
 
 
 def save_atomic(obj: Any, path: Path) -> None:
@@ -52,6 +103,11 @@ def save_atomic(obj: Any, path: Path) -> None:
 def save_json_atomic(obj: Any, path: Path) -> None:
     """Write `obj` as indented JSON to `path` atomically."""
     atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2).encode() + b"\n"))
+
+
+def save_text_atomic(text: str, path: Path) -> None:
+    """Write `text` (UTF-8) to `path` atomically."""
+    atomic_write(path, lambda f: f.write(text.encode()))
 
 
 def save_safetensors(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +123,7 @@ _SWEEP = {"jobs": 0, "failed": 0}  # filled in when a sweep ends (ReportCallback
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def hydra_main(cfg: DictConfig) -> float | None:
     """One job: Hydra has made the run dir; train in it."""
+    from dltrain.checkpoint import SaveError
     from dltrain.loop import DivergedError
     from dltrain.signals import Interrupted
     from dltrain.sweep import previous_outcome, share_machine
@@ -152,6 +155,9 @@ def hydra_main(cfg: DictConfig) -> float | None:
         report(e.problems)
         return worst if sweep else sys.exit(2)
     except DivergedError as e:
+        print(f"dltrain: stopped: {e}", file=sys.stderr)
+        return worst if sweep else sys.exit(1)
+    except SaveError as e:
         print(f"dltrain: stopped: {e}", file=sys.stderr)
         return worst if sweep else sys.exit(1)
     except Interrupted as e:
@@ -239,7 +245,30 @@ def preflight(overrides: list[str], multirun: bool, config_name: str) -> list[st
     with initialize_config_dir(str(CONF_DIR), version_base="1.3", job_name="dltrain"):
         for job in jobs:
             problems += _job_problems(parser, list(job), config_name)
+        if not problems:
+            problems += _output_problems(list(jobs[0]), multirun, config_name)
     return problems
+
+
+def _output_problems(overrides: list[str], multirun: bool, config_name: str) -> list[str]:
+    """Whether the run (or sweep) dir can be made: its nearest existing folder takes a new one."""
+    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    try:
+        cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
+        target = Path(str(OmegaConf.select(cfg, key))).absolute()
+    except (HydraException, OmegaConfBaseException):
+        return []  # a setting Hydra resolves only when it runs: Hydra judges it
+    existing = next(p for p in (target, *target.parents) if p.exists())
+    try:
+        if not existing.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, "is a file, not a folder")
+        tempfile.TemporaryDirectory(dir=existing).cleanup()  # what the run will do there
+    except OSError as e:
+        return [
+            f"{key}: cannot create {target}: {existing} {e.strerror}. Give a writable folder: "
+            f"{key}=<folder>"
+        ]
+    return []
 
 
 def _job_problems(parser: OverridesParser, overrides: list[str], config_name: str) -> list[str]:

@@ -47,12 +47,14 @@ class World:
         """Rank 0: the one that writes files, TensorBoard and the console."""
         return self.rank == 0
 
-    def sum_loss(self, loss: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(sum over every rank's samples of the loss, their count): one all-reduce per step."""
+    def mean_loss(self, loss: torch.Tensor, n: int) -> tuple[float, int]:
+        """(mean loss, samples) of a step over every rank's batch: one all-reduce (one sync)."""
+        if self.size == 1:
+            return loss.item(), n
         stats = torch.stack([loss * n, torch.tensor(float(n), device=loss.device)])
-        if self.size > 1:
-            dist.all_reduce(stats)
-        return stats[0], stats[1]
+        dist.all_reduce(stats)
+        total, count = stats.tolist()
+        return total / count, int(count)
 
     def any(self, flag: bool) -> bool:
         """Whether `flag` is true on any rank."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Iterable
 from functools import partial
 
@@ -50,13 +51,13 @@ def train_one_epoch(
 
     `progress` carries the sums of an epoch resumed part-way; `after_step(step, progress)` runs
     after every update (mid-epoch checkpoints, stop requests); progress() gives the sums so far.
+    The sums are Python floats: the one sync per step is the loss's (and its NaN check).
     """
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     progress = progress or EpochProgress()
-    total = torch.tensor(progress.loss_sum, device=opts.device)
-    window = torch.tensor(progress.window_sum, device=opts.device)
-    samples, window_steps = progress.samples, progress.window_steps
+    total, samples = progress.loss_sum, progress.samples
+    window, window_steps = progress.window_sum, progress.window_steps
     scaler = opts.scaler
     for x, y in batches:
         x = opts.inputs(x, train=True)
@@ -64,12 +65,10 @@ def train_one_epoch(
         with opts.autocast():
             outputs = model(x)
         loss = loss_fn(outputs.float(), y)  # outside autocast: some losses are unsafe in fp16
-        if opts.world.size > 1:  # every rank sees the global loss: they stop on NaN together
-            loss_sum, n = opts.world.sum_loss(loss.detach(), len(y))
-        else:
-            loss_sum, n = loss.detach() * len(y), len(y)
-        if not torch.isfinite(loss_sum):  # before the update, so the weights stay finite
-            raise DivergedError(step + 1, (loss_sum / n).item())
+        # One sync per step; with several ranks the mean over all, so all stop on a NaN together.
+        value, n = opts.world.mean_loss(loss.detach(), len(y))
+        if not math.isfinite(value):  # before the update, so the weights stay finite
+            raise DivergedError(step + 1, value)
         objective = loss + opts.l1.penalty(model) if opts.l1 else loss
         optimizer.zero_grad(set_to_none=True)
         (scaler.scale(objective) if scaler else objective).backward()
@@ -86,25 +85,18 @@ def train_one_epoch(
         if opts.schedule is not None and opts.schedule.interval == "step":
             opts.schedule.step()
         step += 1
-        total += loss_sum
-        window += loss_sum / n
-        samples, window_steps = samples + int(n), window_steps + 1
+        total, samples = total + value * n, samples + n
+        window, window_steps = window + value, window_steps + 1
         if step % opts.log_every_n_steps == 0:
             lr = optimizer.param_groups[0]["lr"]
-            values = {"train/loss": (window / window_steps).item(), "lr": lr}
+            values = {"train/loss": window / window_steps, "lr": lr}
             if grad_norm is not None:
                 values["train/grad_norm"] = grad_norm.item()
             log_scalars(values, step)
-            window.zero_()
-            window_steps = 0
-        if after_step is not None:  # the sums leave the device only if a checkpoint needs them
-            sums = partial(_progress, total, samples, window, window_steps)
-            after_step(step, sums)
-    return (total / max(samples, 1)).item(), step
-
-
-def _progress(total: torch.Tensor, samples: int, window: torch.Tensor, steps: int) -> EpochProgress:
-    return EpochProgress(total.item(), samples, window.item(), steps)
+            window, window_steps = 0.0, 0
+        if after_step is not None:
+            after_step(step, partial(EpochProgress, total, samples, window, window_steps))
+    return total / max(samples, 1), step
 
 
 @torch.no_grad()

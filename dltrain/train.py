@@ -108,7 +108,10 @@ def run_rank(
             epochs_completed=state.epoch,
         )
         if world.main:
-            checkpoint.save_json_atomic(summary, parts.run_dir / "metrics.json")
+            try:
+                checkpoint.save_json_atomic(summary, parts.run_dir / "metrics.json")
+            except checkpoint.SaveError as e:  # a full disk: the error that got here counts
+                log.error(f"no metrics.json: {e}")
         parts.tracker.close()
     return summary
 
@@ -245,12 +248,11 @@ def start_run_dir(
 
     A resumed run appends to its TensorBoard run, hiding what was logged after `resume_step`.
     """
-    run_dir.mkdir(parents=True, exist_ok=True)
     resolved = OmegaConf.to_yaml(cfg, resolve=True)
-    (run_dir / "config.yaml").write_text(resolved)
+    checkpoint.save_text_atomic(resolved, run_dir / "config.yaml")
     preprocessing = dict(data.meta.preprocessing)  # what new inputs must go through, as here
     if tokenizer := preprocessing.pop("tokenizer", None):
-        (run_dir / "tokenizer.json").write_text(tokenizer)
+        checkpoint.save_text_atomic(tokenizer, run_dir / "tokenizer.json")
     if preprocessing:
         checkpoint.save_json_atomic(preprocessing, run_dir / "preprocessing.json")
     if resume_step is not None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import errno
+import functools
 import logging
 import os
 import sys
@@ -14,7 +16,6 @@ import hydra
 from hydra import compose, initialize_config_dir
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra._internal.utils import get_args_parser
-from hydra.core.config_loader import ConfigLoader
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -274,33 +275,48 @@ def _output_problems(overrides: list[str], multirun: bool, config_name: str) -> 
 def _job_problems(parser: OverridesParser, overrides: list[str], config_name: str) -> list[str]:
     from dltrain.config import check_config
 
-    loader = GlobalHydra.instance().config_loader()
     group_overrides, key_overrides, problems = [], [], []
     for override in parser.parse_overrides(overrides):
         key = override.key_or_group
-        choices = loader.get_group_options(key)
+        choices = _group_options(key)
         if _left_to_hydra(override):
             group_overrides.append(override.input_line)
         elif choices:
-            bad = _unknown_options(loader, key, override.value())
+            bad = _unknown_options(key, override.value())
             problems += bad
             group_overrides += [] if bad else [override.input_line]
         else:
             key_overrides.append(override)
     try:
-        base = compose(config_name, overrides=group_overrides)
-        known_keys = []
+        groups = [o.partition("=")[0] for o in group_overrides]
+        if len(set(groups)) == len(groups):  # distinct groups: their order does not matter
+            group_overrides.sort()
+        base = _composed(config_name, tuple(group_overrides))
+        cfg = copy.deepcopy(base)
         for override in key_overrides:
-            unknown = _unknown_key(base, override.key_or_group)
-            problems += [unknown] if unknown else []
-            known_keys += [] if unknown else [override.input_line]
+            if unknown := _unknown_key(base, override.key_or_group):
+                problems.append(unknown)
+            else:  # what Hydra does with key=value, without composing again
+                OmegaConf.update(cfg, override.key_or_group, override.value(), merge=True)
         # Check the values too, leaving out what is already reported, so all come out at once.
-        check_config(compose(config_name, overrides=group_overrides + known_keys))
+        check_config(cfg)
     except ConfigError as e:
         problems += e.problems
     except (HydraException, OmegaConfBaseException) as e:
         problems.append(_message(e))
     return problems
+
+
+@functools.lru_cache(maxsize=64)
+def _composed(config_name: str, group_overrides: tuple[str, ...]) -> DictConfig:
+    """The config of these group choices (the jobs of a sweep share most; composing is slow)."""
+    return compose(config_name, overrides=list(group_overrides))
+
+
+@functools.lru_cache(maxsize=256)
+def _group_options(group: str) -> list[str]:
+    """The options of a config group (conf/ does not change while dltrain runs)."""
+    return GlobalHydra.instance().config_loader().get_group_options(group)
 
 
 def _left_to_hydra(override: Override) -> bool:
@@ -311,15 +327,15 @@ def _left_to_hydra(override: Override) -> bool:
     )
 
 
-def _unknown_options(loader: ConfigLoader, group: str, value: object) -> list[str]:
+def _unknown_options(group: str, value: object) -> list[str]:
     values = value if isinstance(value, list) else [value]
     problems = []
     for v in (str(v) for v in values if v is not None):
         folder = v.rpartition("/")[0]  # presets in a sub-folder: optimizer=blobs_study/sgd
-        options = loader.get_group_options(f"{group}/{folder}" if folder else group)
+        options = _group_options(f"{group}/{folder}" if folder else group)
         choices = [f"{folder}/{o}" if folder else o for o in options]
         if v not in choices:
-            choices = choices or loader.get_group_options(group)
+            choices = choices or _group_options(group)
             problems.append(
                 f"{group}={v}: no such {group} option.{did_you_mean(v, choices)} "
                 f"Available: {', '.join(choices)}"

@@ -135,7 +135,9 @@ def _trial_build_problems(cfg: DictConfig, valid: list[str]) -> list[str]:
     problems = []
     if "loss" in valid:
         problems += _build_problems(partial(LOSSES.build, cfg.loss.name, options(cfg.loss)))
-    if "dataset" in valid and {"val_fraction", "test_fraction"} <= set(cfg.dataset):
+    if "dataset" in valid and (check := DATASETS.info(cfg.dataset.name).get("check")):
+        problems += _build_problems(partial(check, **options(cfg.dataset)))  # its files, cheaply
+    elif "dataset" in valid and {"val_fraction", "test_fraction"} <= set(cfg.dataset):
         fractions = (cfg.dataset.val_fraction, cfg.dataset.test_fraction)
         problems += _build_problems(partial(check_fractions, *fractions))
     if "optimizer" not in valid:
@@ -146,7 +148,8 @@ def _trial_build_problems(cfg: DictConfig, valid: list[str]) -> list[str]:
     except ConfigError as e:
         return problems + e.problems
     if "scheduler" in valid:
-        epochs = max(int(cfg.trainer.get("epochs") or 1), 1)
+        epochs = cfg.trainer.get("epochs")  # a wrong value is the trainer check's to report
+        epochs = epochs if isinstance(epochs, int) and epochs >= 1 else 1
         problems += _build_problems(
             partial(
                 SCHEDULERS.build,

@@ -58,7 +58,7 @@ def train_one_epoch(
     progress = progress or EpochProgress()
     total, samples = progress.loss_sum, progress.samples
     window, window_steps = progress.window_sum, progress.window_steps
-    scaler = opts.scaler
+    scaler, logged_lr = opts.scaler, None
     for x, y in batches:
         x = opts.inputs(x, train=True)
         y = x if opts.reconstruct else y.to(opts.device, non_blocking=True)
@@ -88,8 +88,9 @@ def train_one_epoch(
         total, samples = total + value * n, samples + n
         window, window_steps = window + value, window_steps + 1
         if step % opts.log_every_n_steps == 0:
-            lr = optimizer.param_groups[0]["lr"]
-            values = {"train/loss": window / window_steps, "lr": lr}
+            values = {"train/loss": window / window_steps}
+            if (lr := optimizer.param_groups[0]["lr"]) != logged_lr:  # each epoch and change
+                values["lr"] = logged_lr = lr
             if grad_norm is not None:
                 values["train/grad_norm"] = grad_norm.item()
             log_scalars(values, step)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
+from omegaconf import DictConfig
 
 from dltrain.cli import CONF_DIR
 from dltrain.config import check_config, expected_task
@@ -66,15 +67,25 @@ def _fitting_overrides(group: str, option: str) -> list[str]:
 CASES = [(g, o) for g in [*NAMED_GROUPS, "regularization", "trainer"] for o in options(g)]
 
 
+def check_all_but_absent_data(cfg: DictConfig) -> None:
+    """check_config, allowing only that the data is not on this machine or not named yet."""
+    try:
+        check_config(cfg)
+    except ConfigError as e:
+        absent = (f"dataset {cfg.dataset.name}: missing ", "dataset.path: set it")
+        unnamed = "dataset.target: set it"
+        assert all(p.startswith((*absent, unnamed)) for p in e.problems), e.problems
+
+
 @pytest.mark.parametrize(("group", "option"), CASES, ids=[f"{g}={o}" for g, o in CASES])
 def test_every_option_composes_and_validates(group: str, option: str) -> None:
     cfg = compose_config(*_fitting_overrides(group, option), f"{group}={option}")
-    check_config(cfg)
+    check_all_but_absent_data(cfg)
 
 
 @pytest.mark.parametrize("experiment", options("experiment"))
 def test_every_experiment_composes_and_validates(experiment: str) -> None:
-    check_config(compose_config(f"experiment={experiment}"))
+    check_all_but_absent_data(compose_config(f"experiment={experiment}"))
 
 
 @pytest.mark.parametrize("search", options("hparams_search"))

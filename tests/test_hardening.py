@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import re
 import resource
 import subprocess
 import sys
 from pathlib import Path
+from unittest import mock
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dltrain.checkpoint import load
+from dltrain.cli import main
 
 WIDE_MLP = ["model.hidden_sizes=[256,256]", "trainer.seed=0", "trainer.device=cpu"]
 
@@ -54,3 +63,102 @@ def test_a_run_dir_that_cannot_be_made_is_a_one_line_error(tmp_path: Path) -> No
     assert "is a file, not a folder. Give a writable folder: hydra.run.dir=<folder>" in (
         result.stderr
     )
+
+
+# Pieces of command lines that are wrong wherever they appear, and what the message must name.
+BAD = [
+    (["trainer.epochs=-1"], r"trainer\.epochs: must be at least 1, got -1"),
+    (["trainer.epochs=abc"], r"trainer\.epochs: must be int, got 'abc'"),
+    (["trainer.batch_size=0"], r"trainer\.batch_size: must be at least 1, got 0"),
+    (["optimizer.lr=fast"], r"optimizer\.lr: must be float, got 'fast'"),
+    (["optimizer.lr=-1"], r"optimizer \(\w+\): Invalid learning rate: -1"),
+    (["model.activation=relux"], r"model\.activation: must be one of .*Did you mean 'relu'"),
+    (["model=cnnn"], r"model=cnnn: no such model option\. Did you mean 'cnn'\? Available:"),
+    (["trainer.epoch=3"], r"trainer\.epoch: no such key .*Did you mean 'trainer\.epochs'"),
+    (["trainer.device=tpu"], r"trainer\.device: must be one of auto, cpu, cuda, mps"),
+    (["trainer.precision=fp8"], r"trainer\.precision: must be one of 32, bf16-mixed, 16-mixed"),
+    (["regularization=l3"], r"regularization=l3: no such regularization option.*Available:"),
+    (["loss=mse"], r"loss=mse: does not fit dataset .* Choose one of:"),
+    (
+        ["dataset.val_fraction=0.6", "dataset.test_fraction=0.5"],
+        # (or, for a dataset without a test_fraction: that there is none)
+        r"dataset\.val_fraction=0\.6 and dataset\.test_fraction=0\.5 must .* sum to less than 1"
+        r"|dataset\.test_fraction: no such key in dataset",
+    ),
+]
+# Wrong data (at most one of these per command line: each picks a dataset).
+CSV = ["dataset=csv", "dataset.target=y"]
+BAD_DATA = [
+    ([*CSV, "dataset.path=missing.csv"], r"dataset\.path: no such file"),
+    (["dataset=csv", "dataset.path=table.csv", "dataset.target=z"], r"dataset\.target: no col"),
+    (["dataset=mnist", "dataset.data_dir=nowhere"], r"dataset mnist: missing .*nowhere"),
+]
+# Right anywhere, and touching no key a wrong piece sets.
+GOOD = [
+    "trainer.seed=3",
+    "trainer.log_every_n_steps=5",
+    "trainer.deterministic=true",
+    "trainer.num_workers=0",
+    "optimizer=sgd",
+    "scheduler=step",
+    "model.dropout=0.1",
+]
+EXISTING = "outputs/2020-01-01/00-00-00"
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with a finished run in outputs/ and a small CSV table."""
+    root = tmp_path_factory.mktemp("bad_input")
+    (root / "table.csv").write_text("x,y\n" + "".join(f"{i},{i % 2}\n" for i in range(40)))
+    done = dltrain("trainer.epochs=1", "trainer.device=cpu", f"hydra.run.dir={EXISTING}", cwd=root)
+    assert done.returncode == 0, done.stderr
+    return root
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def run_in_process(args: list[str]) -> tuple[object, str]:
+    """`dltrain <args>` in this process (a subprocess each would take minutes): (exit, stderr)."""
+    stderr = io.StringIO()
+    with (
+        mock.patch.object(sys, "argv", ["dltrain", *args]),
+        contextlib.redirect_stderr(stderr),
+        contextlib.redirect_stdout(io.StringIO()),
+    ):
+        try:
+            main()
+            code = 0
+        except SystemExit as e:
+            code = e.code
+    return code, stderr.getvalue()
+
+
+@st.composite
+def bad_command_lines(draw: st.DrawFn) -> tuple[list[str], list[str]]:
+    """(arguments, patterns their message may match): valid and wrong pieces, shuffled."""
+    wrong = draw(st.lists(st.sampled_from(BAD), max_size=3, unique_by=str))
+    if not wrong or draw(st.booleans()):
+        wrong.append(draw(st.sampled_from(BAD_DATA)))
+    args = [a for pieces, _ in wrong for a in pieces]
+    args += draw(st.lists(st.sampled_from(GOOD), max_size=4, unique=True))
+    if draw(st.booleans()):  # continuing the finished run with wrong values
+        args.append(f"resume={EXISTING}")
+    return list(draw(st.permutations(args))), [p for _, p in wrong]
+
+
+@settings(max_examples=1000, deadline=None, database=None, derandomize=True)
+@given(case=bad_command_lines())
+def test_random_bad_command_lines_fail_cleanly(case, workdir: Path) -> None:
+    args, patterns = case
+    before = snapshot(workdir / EXISTING)
+    with contextlib.chdir(workdir):
+        code, stderr = run_in_process(args)
+    assert code not in (0, None), stderr
+    assert "Traceback" not in stderr and stderr.startswith("dltrain: "), stderr
+    # A wrong piece is named with what is allowed (one may hide another: behind a missing data
+    # file nothing about the data is known).
+    assert any(re.search(p, stderr) for p in patterns), stderr
+    assert snapshot(workdir / EXISTING) == before

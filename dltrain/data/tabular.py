@@ -107,9 +107,24 @@ def _csv_task(task: str = "auto", **_: object) -> str | None:
     return None if task == "auto" else task  # None: known after loading
 
 
+def _check_csv(
+    path: str | None = None,
+    target: str | None = None,
+    drop: list[str] | None = None,
+    sep: str = ",",
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+    **_: object,
+) -> None:
+    """What the file's header can tell, before a run dir is made (the build checks it again)."""
+    _check_options(path, target, val_fraction, test_fraction)
+    header = read_table(Path(path).expanduser(), sep, nrows=0)
+    _check_columns(list(header.columns), target, list(drop or []))
+
+
 # The annotations spell their Literals out: the registry checks string annotations against
 # builtins and typing names only, so an alias would go unchecked.
-@DATASETS.register("csv", task=_csv_task, reads_files=True)
+@DATASETS.register("csv", task=_csv_task, reads_files=True, check=_check_csv)
 def csv(
     path: str | None = None,
     target: str | None = None,

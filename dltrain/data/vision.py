@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pickle
 import tarfile
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -187,8 +188,16 @@ def image_splits(name: str, arrays: Arrays, val_fraction: float, split_seed: int
     return DataSplits(train, val, test, meta)
 
 
+def _check_files(name: str, data_dir: str | None = None, download: bool = False, **_: object):
+    """The dataset's files are there (or may be downloaded), before a run dir is made."""
+    if not download and (absent := absent_files(name, data_root(data_dir))):
+        raise missing_files(name, absent)
+
+
 def _register(name: str) -> None:
-    @DATASETS.register(name, task="multiclass", reads_files=True)
+    @DATASETS.register(
+        name, task="multiclass", reads_files=True, check=partial(_check_files, name)
+    )
     def build(
         data_dir: str | None = None,
         download: bool = False,

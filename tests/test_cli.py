@@ -73,6 +73,15 @@ def test_help_lists_groups_and_cfg_prints_the_config(tmp_path: Path) -> None:
     assert not (tmp_path / "outputs").exists()
 
 
+def test_dry_run_flag_builds_runs_one_batch_each_way_and_saves_no_checkpoint(
+    tmp_path: Path,
+) -> None:
+    result = dltrain(tmp_path, "--dry-run", "trainer.device=cpu", "hydra.run.dir=run")
+    assert result.returncode == 0, result.stderr
+    assert "parameters" in result.stdout and "one training step: train/loss" in result.stdout
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
 @pytest.fixture(scope="module")
 def wheel_install(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The project built as a wheel and installed (not editable) into its own folder."""

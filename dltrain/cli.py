@@ -55,12 +55,15 @@ def main() -> None:
     from dltrain import distributed
 
     world = distributed.init(distributed.launched())
-    if world.rank > 0:
-        sys.exit(distributed.follow())
     try:
-        main_rank()
+        if world.rank > 0:
+            sys.exit(distributed.follow())
+        try:
+            main_rank()
+        finally:
+            distributed.announce(None)  # no more jobs: the other ranks exit
     finally:
-        distributed.announce(None)  # no more jobs: the other ranks exit
+        distributed.leave()
 
 
 def under_launcher() -> bool:

@@ -160,6 +160,12 @@ def init(env: dict[str, str]) -> World:
     return current()
 
 
+def leave() -> None:
+    """Leave the process group (at the end of a launched command)."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
 @contextmanager
 def joined() -> Iterator[World]:
     """This process's World; joins (and later leaves) the group its launcher described."""
@@ -171,7 +177,7 @@ def joined() -> Iterator[World]:
     try:
         yield world
     finally:
-        dist.destroy_process_group()
+        leave()
 
 
 def processes(trainer: Any) -> int:

@@ -120,8 +120,7 @@ def print_help(args: Any) -> bool:
         if folder.is_dir() and any(folder.glob("*.yaml"))
     )
     listed = "".join(
-        f"{g}: {', '.join(sorted(f.stem for f in (CONF_DIR / g).glob('*.yaml')))}\n"
-        for g in groups
+        f"{g}: {', '.join(sorted(f.stem for f in (CONF_DIR / g).glob('*.yaml')))}\n" for g in groups
     )
     config = OmegaConf.to_yaml(cfg, resolve=args.resolve)
     print(text.safe_substitute(APP_CONFIG_GROUPS=listed, CONFIG=config))

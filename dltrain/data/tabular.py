@@ -92,7 +92,6 @@ def _check_options(
 
 def _read_rows(file: Path, sep: str, target: str, drop: list[str], missing: str) -> pd.DataFrame:
     """The table without `drop` columns and rows lacking values that `missing` cannot fill."""
-    _check_columns(list(read_table(file, sep, nrows=0).columns), target, drop)  # header only
     frame = read_table(file, sep).drop(columns=drop)
     before = len(frame)
     frame = frame.dropna() if missing == "drop" else frame.dropna(subset=[target])
@@ -116,7 +115,8 @@ def _check_csv(
     test_fraction: float = 0.15,
     **_: object,
 ) -> None:
-    """What the file's header can tell, before a run dir is made (the build checks it again)."""
+    """Every mistake the options and the file's header show (preflight runs it before a run dir
+    is made; the build first of all)."""
     _check_options(path, target, val_fraction, test_fraction)
     header = read_table(Path(path).expanduser(), sep, nrows=0)
     _check_columns(list(header.columns), target, list(drop or []))
@@ -139,7 +139,7 @@ def csv(
     standardize: bool = True,
 ) -> DataSplits:
     """Any CSV (or Parquet) table: predict column `target` from the others (see module doc)."""
-    _check_options(path, target, val_fraction, test_fraction)
+    _check_csv(path, target, drop, sep, val_fraction, test_fraction)
     frame = _read_rows(Path(path).expanduser(), sep, target, list(drop or []), missing)
     spec = target_spec(frame[target], task, target)
     task = spec["task"]  # "auto" resolved

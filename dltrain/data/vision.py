@@ -195,9 +195,7 @@ def _check_files(name: str, data_dir: str | None = None, download: bool = False,
 
 
 def _register(name: str) -> None:
-    @DATASETS.register(
-        name, task="multiclass", reads_files=True, check=partial(_check_files, name)
-    )
+    @DATASETS.register(name, task="multiclass", reads_files=True, check=partial(_check_files, name))
     def build(
         data_dir: str | None = None,
         download: bool = False,

@@ -40,7 +40,6 @@ class World:
     rank: int = 0
     size: int = 1
     local_rank: int = 0
-    local_size: int = 1
 
     @property
     def main(self) -> bool:
@@ -114,8 +113,10 @@ def current() -> World:
         rank=dist.get_rank(),
         size=dist.get_world_size(),
         local_rank=int(os.environ.get("LOCAL_RANK", 0)),
-        local_size=int(os.environ.get("LOCAL_WORLD_SIZE", dist.get_world_size())),
     )
+
+
+RENDEZVOUS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
 
 def launched() -> dict[str, str] | None:
@@ -138,9 +139,6 @@ def launched() -> dict[str, str] | None:
     else:
         return None
     return found if int(found["WORLD_SIZE"]) > 1 else None
-
-
-RENDEZVOUS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
 
 def first_host(nodelist: str) -> str:
@@ -229,7 +227,7 @@ def spawn(cfg: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     log.info(f"starting {devices} DDP processes: {ranks}")
     context = mp.start_processes(
         _worker,
-        args=(node_rank * devices, rendezvous, cfg, str(run_dir), reports),
+        args=(first, rendezvous, cfg, str(run_dir), reports),
         nprocs=devices,
         join=False,
         start_method="spawn",
@@ -248,7 +246,7 @@ def spawn(cfg: dict[str, Any], run_dir: Path) -> dict[str, Any]:
         raise errors[0][2]  # the first to fail; the others usually failed because it did
     if failure is not None:
         raise RuntimeError(f"a training process died: {failure}")
-    return next(summary for _, rank, summary in received if rank == node_rank * devices)
+    return next(summary for _, rank, summary in received if rank == first)
 
 
 def _worker(

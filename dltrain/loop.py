@@ -16,6 +16,7 @@ from dltrain.metrics import compute_metrics
 from dltrain.parts import EpochProgress, FitState, Parts, StepOptions
 from dltrain.regularization import EarlyStopping
 from dltrain.signals import GracefulStop, Interrupted
+from dltrain.tracking import track
 from dltrain.visuals import epoch_visuals
 
 log = logging.getLogger(__name__)
@@ -62,9 +63,7 @@ def train_one_epoch(
     for x, y in batches:
         x = opts.inputs(x, train=True)
         y = x if opts.reconstruct else y.to(opts.device, non_blocking=True)
-        with opts.autocast():
-            outputs = model(x)
-        loss = loss_fn(outputs.float(), y)  # outside autocast: some losses are unsafe in fp16
+        loss = loss_fn(opts.forward(model, x), y)
         # One sync per step; with several ranks the mean over all, so all stop on a NaN together.
         value, n = opts.world.mean_loss(loss.detach(), len(y))
         if not math.isfinite(value):  # before the update, so the weights stay finite
@@ -116,9 +115,7 @@ def evaluate(
     for x, y in batches:
         x = opts.inputs(x, train=False)
         y = x if opts.reconstruct else y.to(opts.device, non_blocking=True)
-        with opts.autocast():
-            out = model(x)
-        out = out.float()
+        out = opts.forward(model, x)
         loss_sum += loss_fn(out, y) * len(y)
         outputs.append(out.cpu())
         targets.append(y.cpu())
@@ -142,11 +139,9 @@ def fit(parts: Parts, state: FitState) -> None:
     # Ranks started together get a Ctrl-C both from the terminal and from their launcher.
     same_signal_within = 1.0 if parts.world.size > 1 else 0.0
     with parts.tracker.progress() as progress, GracefulStop(same_signal_within) as stop:
-        # One bar per epoch: track() restarts it at 0 of len(train_batches) every epoch.
         bar = progress.add_task("training", total=len(train_batches), status="")
         for epoch in range(state.epoch + 1, trainer.epochs + 1):
-            progress.update(bar, description=f"epoch {epoch}/{trainer.epochs}")
-            batches = progress.track(train_batches, task_id=bar)
+            batches = track(progress, bar, train_batches, f"epoch {epoch}/{trainer.epochs}")
             metrics = fit_epoch(parts, state, batches, partial(after_step, parts, state, stop))
             state.last_metrics = metrics
             schedule = parts.opts.schedule

@@ -78,7 +78,7 @@ def bce_with_logits(pos_weight: float | None = None) -> nn.Module:
 @LOSSES.register("cross_entropy", tasks=CLASSES, outputs="classes")
 def cross_entropy(label_smoothing: float = 0.0) -> nn.Module:
     """Softmax cross-entropy on logits, one output per class."""
-    return TaskLoss(nn.CrossEntropyLoss(label_smoothing=label_smoothing), "class")
+    return nn.CrossEntropyLoss(label_smoothing=label_smoothing)  # takes class indices as they are
 
 
 @LOSSES.register("nll", tasks=CLASSES, outputs="classes")

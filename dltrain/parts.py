@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,11 +41,12 @@ class StepOptions:
             return self.transform(x, train)
         return x.float().div_(255) if x.dtype == torch.uint8 else x  # stored images
 
-    def autocast(self) -> AbstractContextManager:
-        """Mixed-precision context for the forward pass (nothing at all for float32)."""
+    def forward(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """The model's outputs for a batch as float32: under autocast with mixed precision."""
         if self.amp_dtype is None:
-            return nullcontext()  # a disabled torch.autocast still costs microseconds per step
-        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+            return model(x)  # no torch.autocast at all: even disabled it costs time every step
+        with torch.autocast(self.device.type, dtype=self.amp_dtype):
+            return model(x).float()  # the loss runs outside autocast: some are unsafe in fp16
 
 
 @dataclass

@@ -164,8 +164,7 @@ def model_outputs(run: Loaded, samples: Sequence[torch.Tensor]) -> tuple[torch.T
     for start in range(0, len(samples), size):
         x = batch(samples, start, start + size)
         x = opts.inputs(x, train=False)
-        with opts.autocast():
-            out = run.model(x).float()
+        out = opts.forward(run.model, x)
         if opts.reconstruct:
             errors.append((out - x.float()).square().flatten(1).mean(1).cpu())
         outputs.append(out.cpu())

@@ -94,8 +94,7 @@ def reconstructions(parts: Parts, step: int) -> None:
     dataset = evaluation_split(parts)
     x = parts.opts.inputs(samples(dataset, list(range(min(RECONSTRUCTIONS, len(dataset))))), False)
     parts.model.eval()
-    with parts.opts.autocast():
-        rebuilt = parts.model(x).float()
+    rebuilt = parts.opts.forward(parts.model, x)
     parts.tracker.images("reconstruction/test", torch.cat([x.float(), rebuilt]), step, len(x))
 
 

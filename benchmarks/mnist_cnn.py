@@ -33,6 +33,7 @@ from dltrain.cli import CONF_DIR
 from dltrain.loop import train_one_epoch
 from dltrain.parts import Parts
 from dltrain.registry import MODELS
+from dltrain.tracking import track
 from dltrain.train import build
 
 MEAN, STD = 0.1307, 0.3081
@@ -113,10 +114,10 @@ def dltrain_epoch(parts: Parts) -> Callable[[], None]:
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
         batches = parts.batches["train"]
         with parts.tracker.progress() as progress:
-            bar = progress.add_task("epoch", total=len(batches), status="")
+            bar = progress.add_task("training", total=len(batches), status="")
             train_one_epoch(
                 model,
-                progress.track(batches, task_id=bar),
+                track(progress, bar, batches, "epoch 1/1"),
                 parts.loss_fn,
                 optimizer,
                 0,

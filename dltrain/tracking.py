@@ -17,7 +17,7 @@ from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams as hparams_summary
 from torchvision.utils import make_grid
 
-HAND_OFF_SECONDS = 5.0  # scalars wait in memory at most this long (the writer flushes every 120 s)
+HAND_OFF_SECONDS = 5.0  # about how long scalars wait in memory before the writer gets them
 
 
 class Tracker:
@@ -30,7 +30,8 @@ class Tracker:
     def __init__(
         self, run_dir: Path, console: Console | None = None, purge_step: int | None = None
     ):
-        # purge_step: a resumed run hides what an earlier process logged at or after that step
+        # purge_step: a resumed run hides what an earlier process logged at or after that step;
+        # max_queue: a batch of scalars is queued at once, not 10 at a time behind the writer
         self.writer = SummaryWriter(
             log_dir=str(Path(run_dir) / "tensorboard"), purge_step=purge_step, max_queue=10_000
         )

@@ -1,33 +1,26 @@
-"""The `dltrain` command, the only module that imports Hydra: compose -> check_config -> run."""
+"""The `dltrain` command: check every job (preflight), then let Hydra run them (hydra_main)."""
 
 from __future__ import annotations
 
-import copy
-import errno
-import functools
 import logging
 import os
 import string
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import hydra
 from hydra import compose, initialize_config_dir
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra._internal.utils import get_args_parser
-from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
-from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.override_parser.types import Override
 from hydra.errors import HydraException
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from dltrain.registry import ConfigError, did_you_mean
+from dltrain import preflight
+from dltrain.registry import ConfigError
 
 log = logging.getLogger("dltrain")
 
@@ -39,7 +32,6 @@ def config_dir() -> Path:
 
 
 CONF_DIR = config_dir()
-_MISSING = object()
 # Flags that only print something: Hydra handles them without a training run.
 _INFO_FLAGS = ("help", "hydra_help", "cfg", "info", "shell_completion")
 
@@ -92,7 +84,9 @@ def main_rank() -> None:
     if args.help and not custom_search_path and print_help(args):
         return
     if not any(getattr(args, flag) for flag in _INFO_FLAGS) and not custom_search_path:
-        problems = preflight(args.overrides, args.multirun, args.config_name or "config")
+        config_name = args.config_name or "config"
+        with initialize_config_dir(str(CONF_DIR), version_base="1.3", job_name="dltrain"):
+            problems = preflight.problems(args.overrides, args.multirun, config_name)
         if problems:
             report(problems)
             sys.exit(2)
@@ -260,144 +254,3 @@ def report(problems: list[str]) -> None:
     noun = "problem" if len(unique) == 1 else "problems"
     lines = [f"dltrain: {len(unique)} {noun} in the configuration:"] + [f"  - {p}" for p in unique]
     print("\n".join(lines), file=sys.stderr)
-
-
-def preflight(overrides: list[str], multirun: bool, config_name: str) -> list[str]:
-    """All problems of every job the command line would run, before any run dir is made."""
-    parser = OverridesParser.create()
-    try:
-        parsed = parser.parse_overrides(overrides)
-    except HydraException as e:
-        return [_message(e)]
-    sweeps = [o.input_line for o in parsed if o.is_sweep_override()]
-    if sweeps and not multirun:
-        return [
-            f"{s}: sweeping over several values needs --multirun (-m); a list is written key=[a,b]"
-            for s in sweeps
-        ]
-    jobs = BasicSweeper.split_arguments(parsed, None)[0] if multirun else [overrides]
-    problems: list[str] = []
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3", job_name="dltrain"):
-        for job in jobs:
-            problems += _job_problems(parser, list(job), config_name)
-        if not problems:
-            problems += _output_problems(list(jobs[0]), multirun, config_name)
-    return problems
-
-
-def _output_problems(overrides: list[str], multirun: bool, config_name: str) -> list[str]:
-    """Whether the run (or sweep) dir can be made: its nearest existing folder takes a new one."""
-    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
-    try:
-        cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
-        target = Path(str(OmegaConf.select(cfg, key))).absolute()
-    except (HydraException, OmegaConfBaseException):
-        return []  # a setting Hydra resolves only when it runs: Hydra judges it
-    existing = next(p for p in (target, *target.parents) if p.exists())
-    try:
-        if not existing.is_dir():
-            raise NotADirectoryError(errno.ENOTDIR, "is a file, not a folder")
-        tempfile.TemporaryDirectory(dir=existing).cleanup()  # what the run will do there
-    except OSError as e:
-        return [
-            f"{key}: cannot create {target}: {existing} {e.strerror}. Give a writable folder: "
-            f"{key}=<folder>"
-        ]
-    return []
-
-
-def _job_problems(parser: OverridesParser, overrides: list[str], config_name: str) -> list[str]:
-    from dltrain.config import check_config
-
-    group_overrides, key_overrides, problems = [], [], []
-    for override in parser.parse_overrides(overrides):
-        key = override.key_or_group
-        choices = _group_options(key)
-        if _left_to_hydra(override):
-            group_overrides.append(override.input_line)
-        elif choices:
-            bad = _unknown_options(key, override.value())
-            problems += bad
-            group_overrides += [] if bad else [override.input_line]
-        else:
-            key_overrides.append(override)
-    try:
-        groups = [o.partition("=")[0] for o in group_overrides]
-        if len(set(groups)) == len(groups):  # distinct groups: their order does not matter
-            group_overrides.sort()
-        base = _composed(config_name, tuple(group_overrides))
-        cfg = copy.deepcopy(base)
-        for override in key_overrides:
-            if unknown := _unknown_key(base, override.key_or_group):
-                problems.append(unknown)
-            else:  # what Hydra does with key=value, without composing again
-                OmegaConf.update(cfg, override.key_or_group, override.value(), merge=True)
-        # Check the values too, leaving out what is already reported, so all come out at once.
-        check_config(cfg)
-    except ConfigError as e:
-        problems += e.problems
-    except (HydraException, OmegaConfBaseException) as e:
-        problems.append(_message(e))
-    return problems
-
-
-@functools.lru_cache(maxsize=64)
-def _composed(config_name: str, group_overrides: tuple[str, ...]) -> DictConfig:
-    """The config of these group choices (the jobs of a sweep share most; composing is slow)."""
-    return compose(config_name, overrides=list(group_overrides))
-
-
-@functools.lru_cache(maxsize=256)
-def _group_options(group: str) -> list[str]:
-    """The options of a config group (conf/ does not change while dltrain runs)."""
-    return GlobalHydra.instance().config_loader().get_group_options(group)
-
-
-def _left_to_hydra(override: Override) -> bool:
-    """Additions, deletions, package moves and Hydra's own settings: Hydra judges these."""
-    adds_or_deletes = override.is_add() or override.is_force_add() or override.is_delete()
-    return (
-        adds_or_deletes or override.package is not None or override.key_or_group.startswith("hydra")
-    )
-
-
-def _unknown_options(group: str, value: object) -> list[str]:
-    values = value if isinstance(value, list) else [value]
-    problems = []
-    for v in (str(v) for v in values if v is not None):
-        folder = v.rpartition("/")[0]  # presets in a sub-folder: optimizer=blobs_study/sgd
-        options = _group_options(f"{group}/{folder}" if folder else group)
-        choices = [f"{folder}/{o}" if folder else o for o in options]
-        if v not in choices:
-            choices = choices or _group_options(group)
-            problems.append(
-                f"{group}={v}: no such {group} option.{did_you_mean(v, choices)} "
-                f"Available: {', '.join(choices)}"
-            )
-    return problems
-
-
-def _unknown_key(cfg: DictConfig, key: str) -> str | None:
-    if OmegaConf.select(cfg, key, default=_MISSING) is not _MISSING:
-        return None
-    parent, _, leaf = key.rpartition(".")
-    while parent and OmegaConf.select(cfg, parent, default=_MISSING) is _MISSING:
-        parent, _, leaf = parent.rpartition(".")
-    node = OmegaConf.select(cfg, parent) if parent else cfg
-    siblings = list(node.keys()) if isinstance(node, DictConfig) else []
-    where = f"in {parent}" if parent else "at the top level"
-    hint = did_you_mean(leaf, siblings, prefix=f"{parent}." if parent else "")
-    return (
-        f"{key}: no such key {where}.{hint} Keys there: {', '.join(map(str, siblings))}. "
-        f"(To add a new key: +{key}=...)"
-    )
-
-
-def _message(error: Exception) -> str:
-    """Hydra's message up to its first blank line or search-path dump, as one line."""
-    kept = []
-    for line in str(error).strip().splitlines():
-        if not line.strip() or line.startswith(("Config search path", "    full_key")):
-            break
-        kept.append(line.strip())
-    return " ".join(kept) or type(error).__name__

@@ -50,10 +50,9 @@ def test_scalars_go_to_the_writer_once_they_have_waited_long_enough(
     tracker.close()
 
 
-def test_the_bar_restarts_every_epoch_with_its_own_clock() -> None:
+def test_the_bar_restarts_every_epoch_with_its_own_clock(tmp_path: Path) -> None:
     out = io.StringIO()
-    tracker = Tracker.__new__(Tracker)
-    tracker.console = Console(file=out, width=120)
+    tracker = Tracker(tmp_path, Console(file=out, width=120))
     with tracker.progress() as progress:
         bar = progress.add_task("training", total=3, status="")
         assert list(track(progress, bar, [1, 2, 3], "epoch 1/2")) == [1, 2, 3]
@@ -70,11 +69,9 @@ def test_the_bar_restarts_every_epoch_with_its_own_clock() -> None:
     )
 
 
-def test_steps_column_shows_steps_time_taken_and_left() -> None:
+def test_steps_column_shows_steps_time_taken_and_left(tmp_path: Path) -> None:
     assert clock(0) == "0:00:00" and clock(3725.9) == "1:02:05"
-    out = io.StringIO()
-    tracker = Tracker.__new__(Tracker)
-    tracker.console = Console(file=out, width=120)
+    tracker = Tracker(tmp_path, Console(file=io.StringIO(), width=120))
     with tracker.progress() as progress:
         bar = progress.add_task("epoch 1/1", total=782, status="")
         text = StepsColumn().render(progress.tasks[0]).plain

@@ -50,10 +50,12 @@ def main() -> None:
     try:
         if world.rank > 0:
             sys.exit(distributed.follow())
+        clean = False
         try:
             main_rank()
+            clean = True
         finally:
-            distributed.announce(None)  # no more jobs: the other ranks exit
+            distributed.finish(clean)
     finally:
         distributed.leave()
 

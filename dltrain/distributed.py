@@ -174,6 +174,7 @@ def joined() -> Iterator[World]:
     world = init(env)
     try:
         yield world
+        dist.barrier()  # after a clean run, as in finish(): all are done before any leaves
     finally:
         leave()
 
@@ -291,7 +292,7 @@ def follow() -> int:
     from dltrain.train import run
 
     world, code = current(), 0
-    while (job := world.broadcast_object(None)) is not None:
+    while isinstance(job := world.broadcast_object(None), tuple | list):
         cfg, run_dir = job
         configure_logging(world.rank, Path(run_dir))
         try:
@@ -306,12 +307,26 @@ def follow() -> int:
         except Exception:
             log.exception(f"rank {world.rank} failed")
             return 1
+    if job == "end, meet":
+        dist.barrier()  # see finish()
     return code
 
 
-def announce(job: tuple[dict[str, Any], str] | None) -> None:
-    """Rank 0 under a launcher: send the next job (config, run dir) to the others; None: done."""
+def announce(job: tuple[dict[str, Any], str]) -> None:
+    """Rank 0 under a launcher: send the next job (config, run dir) to the others."""
     current().broadcast_object(job)
+
+
+def finish(clean: bool) -> None:
+    """Rank 0 under a launcher: no more jobs, the other ranks exit.
+
+    After a clean run all ranks meet at a barrier before any leaves the group: a rank that tore
+    its side down while rank 0 was still finishing the last broadcast made rank 0 abort at exit
+    now and then. After a failure a peer may be stuck mid-job, so nobody waits for it.
+    """
+    current().broadcast_object("end, meet" if clean else "end")
+    if clean:
+        dist.barrier()
 
 
 def configure_logging(rank: int, run_dir: Path) -> None:

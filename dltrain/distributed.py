@@ -50,7 +50,7 @@ class World:
         """(mean loss, samples) of a step over every rank's batch: one all-reduce (one sync)."""
         if self.size == 1:
             return loss.item(), n
-        stats = torch.stack([loss * n, torch.tensor(float(n), device=loss.device)])
+        stats = torch.stack([loss.detach() * n, torch.tensor(float(n), device=loss.device)])
         dist.all_reduce(stats)
         total, count = stats.tolist()
         return total / count, int(count)

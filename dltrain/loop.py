@@ -65,7 +65,7 @@ def train_one_epoch(
         y = x if opts.reconstruct else y.to(opts.device, non_blocking=True)
         loss = loss_fn(opts.forward(model, x), y)
         # One sync per step; with several ranks the mean over all, so all stop on a NaN together.
-        value, n = opts.world.mean_loss(loss.detach(), len(y))
+        value, n = opts.world.mean_loss(loss, len(y))
         if not math.isfinite(value):  # before the update, so the weights stay finite
             raise DivergedError(step + 1, value)
         objective = loss + opts.l1.penalty(model) if opts.l1 else loss

@@ -24,12 +24,11 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
 from rich.console import Console
 from torch import nn
 from torchvision import datasets, transforms
 
-from dltrain.cli import CONF_DIR
+from dltrain.cli import compose_config
 from dltrain.loop import train_one_epoch
 from dltrain.parts import Parts
 from dltrain.registry import MODELS
@@ -88,18 +87,14 @@ def tensors_epoch(images: torch.Tensor, labels: torch.Tensor, batch_size: int) -
 
 def dltrain_parts(data_dir: str, overrides: list[str]) -> Parts:
     """Everything dltrain builds for `experiment=mnist_cnn` (without a validation split)."""
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        cfg = compose(
-            "config",
-            overrides=[
-                "experiment=mnist_cnn",
-                f"dataset.data_dir={data_dir}",
-                "dataset.val_fraction=0",
-                "trainer.monitor=train/loss",
-                "trainer.device=cpu",
-                *overrides,
-            ],
-        )
+    cfg = compose_config(
+        "experiment=mnist_cnn",
+        f"dataset.data_dir={data_dir}",
+        "dataset.val_fraction=0",
+        "trainer.monitor=train/loss",
+        "trainer.device=cpu",
+        *overrides,
+    )
     quiet = Console(file=open(os.devnull, "w"))  # noqa: SIM115 - lives as long as the process
     return build(cfg, Path(tempfile.mkdtemp(prefix="mnist-dltrain-")), quiet)
 

@@ -35,11 +35,10 @@ from functools import partial
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
 from rich.console import Console
 from torch import nn
 
-from dltrain.cli import CONF_DIR
+from dltrain.cli import compose_config
 from dltrain.loop import after_step, fit_epoch
 from dltrain.parts import FitState, Parts
 from dltrain.registry import MODELS, OPTIMIZERS
@@ -79,22 +78,18 @@ def plain_epoch(batches: Iterable[tuple[torch.Tensor, ...]]) -> float:
 
 def dltrain_parts(samples: int) -> Parts:
     """Everything dltrain builds for the benchmark's run, its console a terminal into /dev/null."""
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        cfg = compose(
-            "config",
-            overrides=[
-                "dataset=blobs",
-                f"dataset.n_samples={samples}",
-                "dataset.n_features=64",
-                "dataset.centers=10",
-                "dataset.val_fraction=0",
-                "dataset.test_fraction=0",
-                "trainer.monitor=train/loss",
-                "trainer.device=cpu",
-                "trainer.seed=0",
-                f"trainer.batch_size={BATCH}",
-            ],
-        )
+    cfg = compose_config(
+        "dataset=blobs",
+        f"dataset.n_samples={samples}",
+        "dataset.n_features=64",
+        "dataset.centers=10",
+        "dataset.val_fraction=0",
+        "dataset.test_fraction=0",
+        "trainer.monitor=train/loss",
+        "trainer.device=cpu",
+        "trainer.seed=0",
+        f"trainer.batch_size={BATCH}",
+    )
     terminal = Console(file=open(os.devnull, "w"), force_terminal=True, width=120)  # noqa: SIM115
     return build(cfg, Path(tempfile.mkdtemp(prefix="overhead-")), terminal)
 

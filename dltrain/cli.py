@@ -32,6 +32,14 @@ def config_dir() -> Path:
 
 
 CONF_DIR = config_dir()
+
+
+def compose_config(*overrides: str) -> DictConfig:
+    """The config `dltrain <overrides>` would run with (for tests, benchmarks, notebooks)."""
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        return compose("config", overrides=list(overrides))
+
+
 # Flags that only print something: Hydra handles them without a training run.
 _INFO_FLAGS = ("help", "hydra_help", "cfg", "info", "shell_completion")
 

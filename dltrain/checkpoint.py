@@ -1,165 +1,206 @@
-"""Checkpoints: one dict per file, written atomically, read back with weights_only=True.
+"""Checkpoints: a run's whole training state as one dict per file, and the checks on reading one.
 
-save_training_state / restore_training_state map a run's whole training state to that dict.
+A checkpoint is written atomically and sealed (dltrain.files); reading one verifies the seal,
+loads with weights_only=True, then checks the dict's shape and types before anything uses it.
+Its config is data: `saved_config` admits plain values only and escapes interpolations, so
+nothing in it is ever resolved (no ${oc.env:...}) or instantiated.
 """
 
 from __future__ import annotations
 
-import json
+import math
 import os
-import pickle
 import random
-import tempfile
-import zipfile
-from collections.abc import Callable
-from dataclasses import asdict
+import re
+from dataclasses import asdict, fields
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from dltrain import __version__
+from dltrain.data.splits import DataMeta
+from dltrain.files import UnreadableFile, load_torch, save_torch, verified_zip
 from dltrain.parts import EpochProgress, FitState, Parts
 from dltrain.registry import ConfigError
 
+FOR_INFERENCE = {"model": dict, "config": dict, "data_meta": dict}
+FOR_TRAINING = {**FOR_INFERENCE, "optimizer": dict, "epoch": int, "step": int, "rng": dict}
+MAX_DEPTH = 32  # of a saved config: far beyond any real one
+MAX_INPUT_SIZE = 2**31  # values per sample a saved input shape may ask for
+TASKS = ("binary", "multiclass", "regression", "reconstruction")
 
-class SaveError(RuntimeError):
-    """A run's file could not be written (a full disk, a read-only folder); the old one stays."""
+
+def load(path: Path) -> Any:
+    """A verified PyTorch file's contents; a bad file is a one-line ConfigError."""
+    try:
+        return load_torch(Path(path))
+    except UnreadableFile as e:
+        raise ConfigError(str(e)) from None
 
 
-def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Write via a temp file in the same folder, fsync, then rename over `path`.
+def load_checkpoint(path: Path, training: bool = False) -> dict[str, Any]:
+    """A dltrain checkpoint, checked: the keys inference (or training) needs, with sane types."""
+    saved = load(path)
+    if not isinstance(saved, dict):
+        raise ConfigError(f"{path} holds a {type(saved).__name__}, not a dltrain checkpoint")
+    needed = FOR_TRAINING if training else FOR_INFERENCE
+    problems = [f"'{k}' missing" for k in needed if k not in saved]
+    problems += [
+        f"'{k}' is a {type(saved[k]).__name__}, not a {kind.__name__}"
+        for k, kind in needed.items()
+        if k in saved and (not isinstance(saved[k], kind) or isinstance(saved[k], bool))
+    ]
+    if problems:
+        what = "training " if training else ""
+        raise ConfigError(f"{path} is not a dltrain {what}checkpoint: {'; '.join(problems)}")
+    check_weights(saved["model"], path)
+    return saved
 
-    A crash or kill at any moment leaves either the old file or the new one, never half a file;
-    a failed write (SaveError) leaves the old one.
+
+def check_weights(state: dict[Any, Any], path: Path) -> None:
+    """A state_dict must map names to tensors, and floating-point weights must be finite."""
+    for name, value in state.items():
+        if not isinstance(name, str) or not isinstance(value, torch.Tensor):
+            raise ConfigError(f"{path}: its model weights are not a state_dict of named tensors")
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise ConfigError(
+                f"{path}: the model weight '{name}' holds NaN or infinite values; use a checkpoint "
+                "from before the run diverged"
+            )
+
+
+def saved_config(values: dict[str, Any], path: Path) -> DictConfig:
+    """A checkpoint's resolved config as a DictConfig that resolves and instantiates nothing."""
+    try:
+        return OmegaConf.create(_plain(values, "", path, 0))
+    except ConfigError:
+        raise
+    except Exception as e:  # anything OmegaConf still refuses: the config is not dltrain's
+        raise ConfigError(f"{path}: its config cannot be read ({type(e).__name__}: {e})") from None
+
+
+def _plain(value: Any, key: str, path: Path, depth: int) -> Any:
+    """`value` if it is plain config data (strings escaped so OmegaConf reads them literally)."""
+    if depth > MAX_DEPTH:
+        raise ConfigError(f"{path}: its config is nested deeper than {MAX_DEPTH} levels")
+    if isinstance(value, dict):
+        if not all(isinstance(k, str) for k in value):
+            raise ConfigError(f"{path}: its config has a key that is not a string at {key or '/'}")
+        return {k: _plain(v, f"{key}.{k}".lstrip("."), path, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v, f"{key}[{i}]", path, depth + 1) for i, v in enumerate(value)]
+    if isinstance(value, str):
+        if value == "???":  # OmegaConf's "missing": an edited config, never a resolved one
+            raise ConfigError(f"{path}: its config value {key} is '???' (missing)")
+        return _literal(value)
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    raise ConfigError(f"{path}: its config value {key} is a {type(value).__name__}, not plain data")
+
+
+def _literal(text: str) -> str:
+    """`text` escaped so that OmegaConf reads every `${` in it as text, not an interpolation.
+
+    OmegaConf reads 2n+1 backslashes before `${` as n backslashes and a literal `${`.
     """
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as e:
-        raise SaveError(f"cannot write {path}: {e.strerror}") from e
-    file = _Recording(os.fdopen(fd, "wb"))
-    try:
-        with file:
-            write(file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(tmp, _FILE_MODE)  # mkstemp makes it private; a run's files are as any other
-        os.replace(tmp, path)
-    except BaseException as e:
-        Path(tmp).unlink(missing_ok=True)
-        failed = file.error or (e if isinstance(e, OSError) else None)
-        if failed is None:
-            raise
-        kept = "; the previous one is kept" if path.exists() else ""
-        raise SaveError(f"cannot write {path}: {failed.strerror or failed}{kept}") from e
+    return re.sub(r"(\\*)\$\{", lambda m: "\\" * (2 * len(m.group(1)) + 1) + "${", text)
 
 
-class _Recording:
-    """A file whose write errors are kept: torch.save turns them into vaguer RuntimeErrors."""
-
-    def __init__(self, file: BinaryIO):
-        self.file, self.error = file, None
-
-    def write(self, data: bytes) -> int:
-        try:
-            return self.file.write(data)
-        except OSError as e:
-            self.error = self.error or e
-            raise
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.file, name)
-
-    def __enter__(self) -> _Recording:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        try:
-            self.file.close()
-        except OSError as e:  # the last buffered bytes fail to reach the disk
-            self.error = self.error or e
-            if exc[0] is None:
-                raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def saved_meta(values: dict[str, Any], path: Path) -> DataMeta:
+    """A checkpoint's data meta, its fields checked (they size the model that is rebuilt)."""
+    problems = []
+    known = {f.name for f in fields(DataMeta)}
+    if unknown := sorted(set(values) - known):
+        problems.append(f"unknown fields {', '.join(map(str, unknown))}")
+    shape = values.get("input_shape")
+    if not _ints(shape, 1) or not 1 <= len(shape) <= 4 or math.prod(shape) > MAX_INPUT_SIZE:
+        problems.append(f"input_shape {shape!r} is not 1 to 4 positive sizes")
+    if values.get("task") not in TASKS:
+        problems.append(f"task {values.get('task')!r} is not one of {', '.join(TASKS)}")
+    for key in ("num_classes", "num_targets"):
+        if values.get(key) is not None and not _ints([values[key]], 1):
+            problems.append(f"{key} {values[key]!r} is not a positive whole number")
+    for key in ("class_names", "feature_names", "vocab"):
+        names = values.get(key)
+        if names is not None and not (
+            isinstance(names, list) and all(isinstance(n, str) for n in names)
+        ):
+            problems.append(f"{key} is not a list of strings")
+    if not isinstance(values.get("preprocessing", {}), dict):
+        problems.append("preprocessing is not a dict")
+    if problems:
+        raise ConfigError(f"{path}: its data meta is not dltrain's: {'; '.join(problems)}")
+    return DataMeta.from_dict(values)
 
 
-_FILE_MODE = 0o666 & ~_umask()  # read once, at import: os.umask is process-wide
-
-
-def save_atomic(obj: Any, path: Path) -> None:
-    """torch.save `obj` to `path` atomically."""
-    atomic_write(path, lambda f: torch.save(obj, f))
-
-
-def save_json_atomic(obj: Any, path: Path) -> None:
-    """Write `obj` as indented JSON to `path` atomically."""
-    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2).encode() + b"\n"))
-
-
-def save_text_atomic(text: str, path: Path) -> None:
-    """Write `text` (UTF-8) to `path` atomically."""
-    atomic_write(path, lambda f: f.write(text.encode()))
-
-
-def save_safetensors(
-    state_dict: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None
-) -> None:
-    """Write a state_dict as safetensors atomically (temp file in the same folder, then rename)."""
-    from safetensors.torch import save
-
-    tensors, storages = {}, set()
-    for name, value in state_dict.items():
-        tensor = value.detach().cpu().contiguous()
-        storage = tensor.untyped_storage().data_ptr()
-        if storage in storages and tensor.numel():  # safetensors refuses tensors sharing memory
-            tensor = tensor.clone()
-        storages.add(storage)
-        tensors[name] = tensor
-    blob = save(tensors, metadata=metadata)
-    atomic_write(Path(path), lambda f: f.write(blob))
-
-
-def load(path: Path) -> dict[str, Any]:
-    """Load a checkpoint safely; a missing, truncated or foreign file is a one-line ConfigError."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"checkpoint {path} does not exist")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as e:
-        raise ConfigError(
-            f"checkpoint {path} is truncated, corrupted or not a PyTorch weights file "
-            f"({type(e).__name__})"
-        ) from None
+def _ints(values: Any, low: int) -> bool:
+    """Whether `values` is a list of whole numbers (not bools) of at least `low`."""
+    return isinstance(values, list | tuple) and all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= low for v in values
+    )
 
 
 def find(target: str | Path, name: str) -> Path:
     """A checkpoint file given itself or by its run dir (whose checkpoints/<name> it means)."""
     path = Path(target).expanduser()
-    if path.is_dir():
-        if not (path / "checkpoints" / name).is_file():
-            raise ConfigError(f"{path} is not a dltrain run dir: it has no checkpoints/{name}")
-        return path / "checkpoints" / name
-    if not path.exists():
-        raise ConfigError(f"{path}: no such run dir or checkpoint file")
+    try:
+        if path.is_dir():
+            file = path / "checkpoints" / name
+            if file.is_symlink():  # dltrain never links there: the run dir was edited
+                raise ConfigError(f"{file} is a symbolic link; a run dir's checkpoints are files")
+            if not file.is_file():
+                raise ConfigError(f"{path} is not a dltrain run dir: it has no checkpoints/{name}")
+            return file
+        if not path.exists():
+            raise ConfigError(f"{path}: no such run dir or checkpoint file")
+    except OSError as e:  # a name too long, a folder that may not be entered
+        raise ConfigError(f"{path}: {e.strerror or e}") from None
     return path
 
 
 def resume_path(target: str | Path) -> Path:
-    """The checkpoint to resume from: the file itself, or a run dir's checkpoints/last.pt."""
+    """The checkpoint to resume from: the file itself, or a run dir's checkpoints/last.pt.
+
+    The run goes on in the folder above its checkpoints/ (not wherever a link points).
+    """
     try:
-        return find(target, "last.pt").resolve()
+        path = find(target, "last.pt").absolute()
     except ConfigError as e:
         raise ConfigError(f"resume: {e}") from None
+    if path.parent.name != "checkpoints":
+        raise ConfigError(f"resume: {path} is not in the checkpoints/ folder of a run dir")
+    return path
+
+
+def load_for_resume(path: Path) -> dict[str, Any]:
+    """The training checkpoint at `path`; if it is damaged, the error names the newest intact."""
+    try:
+        return load_checkpoint(path, training=True)
+    except ConfigError as e:
+        intact = newest_intact(path.parent, but=path)
+        hint = (
+            f"; the newest intact checkpoint is {intact}: dltrain resume={intact}" if intact else ""
+        )
+        raise ConfigError(f"resume: {e}{hint}") from None
+
+
+def newest_intact(folder: Path, but: Path) -> Path | None:
+    """The most recently written checkpoint in `folder` (other than `but`) whose seal holds."""
+    candidates = sorted(
+        (p for p in folder.glob("*.pt") if p.name != but.name and not p.is_symlink()),
+        key=lambda p: p.stat().st_mtime_ns,
+        reverse=True,
+    )
+    for candidate in candidates:
+        try:
+            verified_zip(candidate, candidate.read_bytes())
+            return candidate
+        except (UnreadableFile, OSError):
+            continue
+    return None
 
 
 def rng_states() -> dict[str, Any]:
@@ -197,7 +238,7 @@ def save_training_state(parts: Parts, state: FitState, name: str, keep: int = 0)
     schedule, scaler = parts.opts.schedule, parts.opts.scaler
     folder = parts.run_dir / "checkpoints"
     parts.tracker.flush()  # what was logged up to this step survives a kill, as the weights do
-    save_atomic(
+    save_torch(
         {
             "model": parts.model.state_dict(),
             "optimizer": parts.optimizer.state_dict(),
@@ -215,6 +256,7 @@ def save_training_state(parts: Parts, state: FitState, name: str, keep: int = 0)
                 "metrics": state.best_metrics,
             },
             "last_metrics": state.last_metrics,
+            "loss_reference": parts.opts.divergence.reference,
             "early_stopping": early_stopping.state_dict() if early_stopping else None,
             "rng": rng_states(),
             "config": OmegaConf.to_container(parts.cfg, resolve=True),
@@ -232,8 +274,20 @@ def save_training_state(parts: Parts, state: FitState, name: str, keep: int = 0)
             old.unlink()
 
 
-def restore_training_state(parts: Parts, state: FitState, saved: dict[str, Any]) -> None:
-    """Put a run back where a save_training_state checkpoint left it, RNGs and data order too."""
+def restore_training_state(
+    parts: Parts, state: FitState, saved: dict[str, Any], path: Path
+) -> None:
+    """Put a run back where a checkpoint left it, RNGs and data order too; one line if it can't."""
+    try:
+        _restore(parts, state, saved)
+    except (KeyError, TypeError, ValueError, IndexError, RuntimeError, AttributeError) as e:
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        raise ConfigError(
+            f"resume: {path} does not fit the run its config builds ({type(e).__name__}: {reason})"
+        ) from None
+
+
+def _restore(parts: Parts, state: FitState, saved: dict[str, Any]) -> None:
     parts.model.load_state_dict(saved["model"])
     parts.optimizer.load_state_dict(saved["optimizer"])
     if parts.opts.schedule is not None and saved["scheduler"] is not None:
@@ -244,9 +298,15 @@ def restore_training_state(parts: Parts, state: FitState, saved: dict[str, Any])
         early_stopping.load_state_dict(saved["early_stopping"])
     best = saved["best"]
     state.epoch, state.step = saved["epoch"], saved["step"]
+    if state.epoch < 0 or state.step < 0:
+        raise ValueError(f"epoch {state.epoch} and step {state.step} must not be negative")
     state.best_value, state.best_epoch = best["value"], best["epoch"]
     state.best_metrics, state.last_metrics = best.get("metrics", {}), saved.get("last_metrics", {})
     state.progress = EpochProgress(**saved.get("progress", {}))
+    reference = saved.get("loss_reference")
+    parts.opts.divergence.reference = reference if isinstance(reference, float) else None
     if "batches" in saved:
         parts.batches["train"].load_state_dict(saved["batches"])
     set_rng_states(saved["rng"])
+    if not all(math.isfinite(v) for v in (state.progress.loss_sum, state.progress.window_sum)):
+        raise ValueError("the saved loss sums are not finite")

@@ -20,9 +20,17 @@ import torch
 from torch import nn
 
 from dltrain import __version__
-from dltrain.arguments import command, parse_args
-from dltrain.checkpoint import atomic_write, save_safetensors
+from dltrain.arguments import parse_args
 from dltrain.data.splits import DataMeta
+from dltrain.failures import command
+from dltrain.files import (
+    atomic_write,
+    load_safetensors,
+    read_regular,
+    save_safetensors,
+    seal,
+    verified_zip,
+)
 from dltrain.inference import Loaded, load_run, rebuild_model
 from dltrain.registry import ConfigError, did_you_mean
 
@@ -52,14 +60,18 @@ def export_torchscript(model: nn.Module, example: torch.Tensor, path: Path) -> N
     with warnings.catch_warnings():  # torch.jit's deprecation notices; export() checks the result
         warnings.simplefilter("ignore")
         traced = torch.jit.trace(model, example, check_trace=False)
-        atomic_write(path, lambda f: torch.jit.save(traced, f))
+        buffer = io.BytesIO()
+        torch.jit.save(traced, buffer)
+    blob = seal(buffer.getvalue())  # a zip, like a checkpoint: its SHA-256 in the comment
+    atomic_write(path, lambda f: f.write(blob))
 
 
 def load_torchscript(path: Path) -> torch.jit.ScriptModule:
-    """A saved TorchScript module (without torch.jit's deprecation notice)."""
+    """A saved TorchScript module, checksum verified (without torch.jit's deprecation notice)."""
+    data = verified_zip(path, read_regular(path, "TorchScript file"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
-        return torch.jit.load(str(path), map_location="cpu")
+        return torch.jit.load(io.BytesIO(data), map_location="cpu")
 
 
 def export_onnx(model: nn.Module, example: torch.Tensor, path: Path, text: bool) -> None:
@@ -123,13 +135,6 @@ def safetensors_metadata(run: Loaded) -> dict[str, str]:
         "config": json.dumps(OmegaConf.to_container(run.cfg, resolve=True)),
         "data_meta": json.dumps(run.meta.to_dict()),
     }
-
-
-def load_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    """A safetensors file's tensors (no code runs on load)."""
-    from safetensors.torch import load_file
-
-    return load_file(str(path))
 
 
 def check_format(fmt: str | None) -> str:

@@ -18,12 +18,12 @@ import pandas as pd
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
-from dltrain import checkpoint
 from dltrain.data.image_folder import EXTENSIONS, load_image
 from dltrain.data.splits import DataMeta
 from dltrain.data.table_encoding import encode_frame
 from dltrain.data.tabular import read_table
 from dltrain.data.text import encode
+from dltrain.files import atomic_write
 from dltrain.metrics import predictions, probabilities
 from dltrain.registry import ConfigError
 
@@ -214,5 +214,5 @@ def predict_file(run: Loaded, path: Path, output: Path, text_column: str | None 
         raise ConfigError(f"input: {path} holds no inputs to predict for")
     outputs, errors = model_outputs(run, inputs.samples)
     frame = prediction_frame(inputs, outputs, errors, run.meta)
-    checkpoint.atomic_write(output, lambda f: f.write(frame.to_csv(index=False).encode()))
+    atomic_write(output, lambda f: f.write(frame.to_csv(index=False).encode()))
     return len(frame)

@@ -14,7 +14,6 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 from torch import nn
 
-from dltrain.checkpoint import save_safetensors
 from dltrain.data.splits import DataMeta
 from dltrain.export import (
     FORMATS,
@@ -24,6 +23,7 @@ from dltrain.export import (
     main,
     onnx_outputs,
 )
+from dltrain.files import save_safetensors
 from dltrain.inference import Loaded, load_run
 
 from .trained_runs import trained

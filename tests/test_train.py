@@ -10,6 +10,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from dltrain import checkpoint
 from dltrain.data.splits import DataMeta
+from dltrain.files import save_torch
 from dltrain.loop import DivergedError
 from dltrain.registry import ConfigError
 from dltrain.regularization import Dropout
@@ -228,7 +229,7 @@ def test_rng_states_round_trip_through_a_checkpoint(tmp_path: Path) -> None:
 
     import numpy as np
 
-    checkpoint.save_atomic({"rng": checkpoint.rng_states()}, tmp_path / "rng.pt")
+    save_torch({"rng": checkpoint.rng_states()}, tmp_path / "rng.pt")
     first = (random.random(), np.random.rand(), torch.rand(1).item())
     checkpoint.set_rng_states(checkpoint.load(tmp_path / "rng.pt")["rng"])
     assert (random.random(), np.random.rand(), torch.rand(1).item()) == first

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -70,6 +71,8 @@ class TrainerOptions:
     devices: int = 1  # processes per node (one per GPU); more than one trains with DDP
     num_nodes: int = 1  # machines; each runs `devices` processes
     strategy: Literal["auto", "ddp"] = "auto"  # auto: DDP whenever more than one process trains
+    oversubscribe: bool = False  # allow more CPU processes (devices) than this process's CPUs
+    divergence_threshold: float = 1e4  # a loss this many times the first step's has diverged
 
     def __post_init__(self) -> None:
         minimums = {
@@ -88,6 +91,13 @@ class TrainerOptions:
             for key, low in minimums.items()
             if getattr(self, key) < low
         ]
+        if self.seed is not None and not 0 <= self.seed < 2**32:
+            problems.append(f"trainer.seed: must be in [0, 2**32 - 1] or null, got {self.seed}")
+        if self.divergence_threshold < 0:
+            problems.append(
+                "trainer.divergence_threshold: must be >= 0 (0: stop on non-finite losses only), "
+                f"got {self.divergence_threshold}"
+            )
         self.precision = str(self.precision)
         if self.precision not in PRECISIONS:
             problems.append(
@@ -104,8 +114,12 @@ def options(node: DictConfig | dict) -> dict[str, Any]:
     return {k: v for k, v in (plain or {}).items() if k not in NOT_BUILDER_OPTIONS}
 
 
-def check_config(cfg: DictConfig) -> None:
-    """Raise one ConfigError listing every problem in the composed config."""
+def check_config(cfg: DictConfig, check_files: bool = True) -> None:
+    """Raise one ConfigError listing every problem in the composed config.
+
+    `check_files`: also look at the data files the dataset names (not for a saved run's config,
+    whose paths eval/predict/export do not follow).
+    """
     problems: list[str] = []
     valid = []  # groups whose name and options bind to their builder
     for group, registry in REGISTRIES.items():
@@ -120,7 +134,7 @@ def check_config(cfg: DictConfig) -> None:
     problems += INITIALIZERS.check(init.get("name"), options(init), ("model",), path="model.init")
     problems += _trainer_problems(cfg)
     problems += _regularization_problems(cfg)
-    problems += _trial_build_problems(cfg, valid)
+    problems += _trial_build_problems(cfg, valid, check_files)
     named = {g for g, r in REGISTRIES.items() if g in cfg and cfg[g].get("name") in r}
     if {"model", "dataset", "loss"} <= named and (
         task := run_task(cfg, expected_task(cfg.dataset))
@@ -130,12 +144,13 @@ def check_config(cfg: DictConfig) -> None:
         raise ConfigError(problems)
 
 
-def _trial_build_problems(cfg: DictConfig, valid: list[str]) -> list[str]:
+def _trial_build_problems(cfg: DictConfig, valid: list[str], check_files: bool) -> list[str]:
     """Build the parts that need no data (with a stand-in parameter) to catch bad values early."""
     problems = []
     if "loss" in valid:
         problems += _build_problems(partial(LOSSES.build, cfg.loss.name, options(cfg.loss)))
-    if "dataset" in valid and (check := DATASETS.info(cfg.dataset.name).get("check")):
+    check = DATASETS.info(cfg.dataset.name).get("check") if "dataset" in valid else None
+    if check and check_files:
         problems += _build_problems(partial(check, **options(cfg.dataset)))  # its files, cheaply
     elif "dataset" in valid and {"val_fraction", "test_fraction"} <= set(cfg.dataset):
         fractions = (cfg.dataset.val_fraction, cfg.dataset.test_fraction)
@@ -190,8 +205,23 @@ def _check_trainer(trainer: TrainerOptions) -> None:
             f"trainer.devices: {trainer.devices} processes need as many GPUs on each node; this "
             f"one has {torch.cuda.device_count()}"
         )
+    cpus = usable_cpus()
+    if device.type == "cpu" and trainer.devices > cpus and not trainer.oversubscribe:
+        raise ConfigError(
+            f"trainer.devices: {trainer.devices} processes on this machine, but this process may "
+            f"use {cpus} CPU(s); use at most trainer.devices={cpus}, or set "
+            "trainer.oversubscribe=true to start them anyway"
+        )
     if device.type == "mps" and trainer.devices * trainer.num_nodes > 1:
         raise ConfigError("trainer.devices: several processes train on cuda or cpu, not mps")
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask), not the machine's count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # no affinity on this OS
+        return os.cpu_count() or 1
 
 
 def _regularization_problems(cfg: DictConfig) -> list[str]:

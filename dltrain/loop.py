@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Iterable
 from functools import partial
 
@@ -13,28 +12,13 @@ from torch import nn
 from dltrain import checkpoint
 from dltrain.config import TrainerOptions
 from dltrain.metrics import compute_metrics
-from dltrain.parts import EpochProgress, FitState, Parts, StepOptions
+from dltrain.parts import DivergedError, EpochProgress, FitState, Parts, StepOptions
 from dltrain.regularization import EarlyStopping
 from dltrain.signals import GracefulStop, Interrupted
 from dltrain.tracking import track
 from dltrain.visuals import epoch_visuals
 
 log = logging.getLogger(__name__)
-
-
-class DivergedError(RuntimeError):
-    """The training loss became NaN or infinite."""
-
-    def __init__(self, step: int, value: float):
-        super().__init__(
-            f"training loss became {value} at step {step}. Usual causes: a learning rate too "
-            "high (try a 10x smaller optimizer.lr), exploding gradients (add "
-            "regularization=grad_clip), or a loss that does not fit the model output."
-        )
-        self.step, self.value = step, value
-
-    def __reduce__(self) -> tuple:
-        return (type(self), (self.step, self.value))
 
 
 def train_one_epoch(
@@ -63,11 +47,11 @@ def train_one_epoch(
     for x, y in batches:
         x = opts.inputs(x, train=True)
         y = x if opts.reconstruct else y.to(opts.device, non_blocking=True)
-        loss = loss_fn(opts.forward(model, x), y)
+        out = opts.forward(model, x)
+        loss, finite = loss_of(loss_fn, out, y)
         # One sync per step; with several ranks the mean over all, so all stop on a NaN together.
         value, n = opts.world.mean_loss(loss, len(y))
-        if not math.isfinite(value):  # before the update, so the weights stay finite
-            raise DivergedError(step + 1, value)
+        opts.divergence.check(step + 1, value, finite)  # before the update: weights stay finite
         objective = loss + opts.l1.penalty(model) if opts.l1 else loss
         optimizer.zero_grad(set_to_none=True)
         (scaler.scale(objective) if scaler else objective).backward()
@@ -99,6 +83,20 @@ def train_one_epoch(
     return total / max(samples, 1), step
 
 
+def loss_of(loss_fn: nn.Module, out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, bool]:
+    """(the loss, whether the outputs were finite): a loss that rejects NaN inputs gives NaN.
+
+    Some losses raise on non-finite inputs (BCE after a sigmoid of NaN); the NaN loss instead
+    reaches every rank through the loss all-reduce, so all stop as diverged at the same step.
+    """
+    try:
+        return loss_fn(out, y), True
+    except RuntimeError:
+        if bool(torch.isfinite(out).all()):
+            raise
+        return out.new_full((), float("nan")), False
+
+
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
@@ -116,13 +114,16 @@ def evaluate(
         x = opts.inputs(x, train=False)
         y = x if opts.reconstruct else y.to(opts.device, non_blocking=True)
         out = opts.forward(model, x)
-        loss_sum += loss_fn(out, y) * len(y)
+        loss_sum += loss_of(loss_fn, out, y)[0] * len(y)
         outputs.append(out.cpu())
         targets.append(y.cpu())
     # Each rank evaluated its share of the split: the metrics are of all of it, on every rank.
     outputs, targets, loss_sum = opts.world.gather(
         torch.cat(outputs), torch.cat(targets), loss_sum.reshape(1)
     )
+    if not bool(torch.isfinite(outputs).all()):
+        split = f"the {prefix} split" if prefix else "an evaluation"
+        raise DivergedError(None, f"the model's outputs on {split} are NaN or infinite")
     loss = loss_sum.sum() / len(targets)
     metrics = {"loss": loss.item(), **compute_metrics(outputs, targets, task)}
     return {f"{prefix}/{k}": v for k, v in metrics.items()}, outputs, targets

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,49 @@ from dltrain.regularization import L1, GradClip
 from dltrain.tracking import Tracker
 
 
+class DivergedError(RuntimeError):
+    """Training went off the rails: a loss or outputs that are not finite, or a loss exploding."""
+
+    def __init__(self, step: int | None, what: str):
+        where = "" if step is None else f" at step {step}"
+        super().__init__(
+            f"{what}{where}. Usual causes: a learning rate too high (try a 10x smaller "
+            "optimizer.lr), exploding gradients (add regularization=grad_clip), inputs that are "
+            "not finite or huge, or a loss that does not fit the model output."
+        )
+        self.step, self.what = step, what
+
+    def __reduce__(self) -> tuple:  # pickled to a parent process as itself (distributed runs)
+        return (type(self), (self.step, self.what))
+
+
+@dataclass
+class DivergenceCheck:
+    """Judges each step's loss: not finite, or `threshold` times the first step's, is divergence.
+
+    A loss that grew 10,000-fold has left any useful region even if it is still a number (an
+    lr of 1e6 ends at chance accuracy with a finite loss); threshold 0 checks finiteness only.
+    """
+
+    threshold: float = 1e4
+    reference: float | None = None  # the first step's loss (kept in checkpoints)
+
+    def check(self, step: int, value: float, outputs_finite: bool = True) -> None:
+        """Raise DivergedError if the loss `value` of `step` says the run diverged."""
+        if not outputs_finite:
+            raise DivergedError(step, "the model's outputs became NaN or infinite")
+        if not math.isfinite(value):
+            raise DivergedError(step, f"the training loss became {value}")
+        if self.reference is None:
+            self.reference = abs(value)
+        elif self.threshold and value > self.threshold * max(self.reference, 1e-12):
+            raise DivergedError(
+                step,
+                f"the training loss exploded to {value:.4g}, over {self.threshold:g}x the first "
+                f"step's {self.reference:.4g} (trainer.divergence_threshold)",
+            )
+
+
 @dataclass
 class StepOptions:
     """How each batch is run: device, input transform, precision, per-step regularization."""
@@ -33,6 +77,7 @@ class StepOptions:
     log_every_n_steps: int = 10
     reconstruct: bool = False  # the target is the (transformed) input itself
     world: World = field(default_factory=World)  # the ranks that share each step and split
+    divergence: DivergenceCheck = field(default_factory=DivergenceCheck)
 
     def inputs(self, x: torch.Tensor, train: bool) -> torch.Tensor:
         """A batch of inputs on the device, transformed."""

@@ -114,6 +114,13 @@ class Registry:
             if isinstance(e, ConfigError):
                 raise
             raise ConfigError(f"{self.kind} ({name}): {e}") from e
+        except (MemoryError, OverflowError, RuntimeError) as e:  # sizes no machine can hold
+            if isinstance(e, RuntimeError) and "allocate" not in str(e):
+                raise
+            reason = " ".join(str(e).split())[:300] or type(e).__name__
+            raise ConfigError(
+                f"{self.kind} ({name}): cannot allocate what these options ask for ({reason})"
+            ) from None
 
     def accepts(self, name: str, option: str) -> bool:
         """Whether the builder of `name` takes the keyword `option`."""

@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from torch import nn
 
-from dltrain import checkpoint, distributed, visuals
+from dltrain import checkpoint, distributed, files, visuals
 from dltrain.config import (
     PRECISIONS,
     TrainerOptions,
@@ -34,7 +34,7 @@ from dltrain.distributed import World
 from dltrain.dry_run import dry_run
 from dltrain.loop import DivergedError, evaluate, fit
 from dltrain.losses import num_outputs
-from dltrain.parts import FitState, Parts, StepOptions
+from dltrain.parts import DivergenceCheck, FitState, Parts, StepOptions
 from dltrain.registry import (
     DATASETS,
     INITIALIZERS,
@@ -70,21 +70,29 @@ def run_rank(
     saved = None
     if cfg.get("resume"):  # the same run dir, the checkpoint's config (epochs may grow)
         path = checkpoint.resume_path(cfg.resume)
-        saved = checkpoint.load(path)
-        cfg, run_dir = resumed_config(cfg, saved["config"], path), path.parent.parent
+        saved = checkpoint.load_for_resume(path)
+        cfg = resumed_config(cfg, checkpoint.saved_config(saved["config"], path), path)
+        run_dir = path.parent.parent
+        if world.main:  # temp files of writes that a kill cut short
+            for folder in (run_dir, run_dir / "checkpoints"):
+                files.remove_orphans(folder)
     try:
         parts = build(cfg, Path(run_dir), console, saved["step"] if saved else None, world)
     except Exception as e:
         if not saved and world.main:  # a new run dir says why it holds no run; not a resumed one
             failed = {"status": "failed", "error": f"{type(e).__name__}: {e}", "step": 0}
-            checkpoint.save_json_atomic(failed, Path(run_dir) / "metrics.json")
+            files.save_json_atomic(failed, Path(run_dir) / "metrics.json")
         raise
     if parts.trainer.dry_run:  # one batch each way, a report, no checkpoints or metrics
         with parts.tracker:
             return {"status": "dry_run", **dry_run(parts)}
     state = FitState()
     if saved:
-        checkpoint.restore_training_state(parts, state, saved)
+        try:
+            checkpoint.restore_training_state(parts, state, saved, path)
+        except ConfigError:
+            parts.tracker.close()
+            raise
         log.info(f"resumed {run_dir} after epoch {state.epoch} + {state.progress.samples} samples")
     summary: dict[str, Any] = {}
     try:
@@ -109,8 +117,8 @@ def run_rank(
         )
         if world.main:
             try:
-                checkpoint.save_json_atomic(summary, parts.run_dir / "metrics.json")
-            except checkpoint.SaveError as e:  # a full disk: the error that got here counts
+                files.save_json_atomic(summary, parts.run_dir / "metrics.json")
+            except files.SaveError as e:  # a full disk: the error that got here counts
                 log.error(f"no metrics.json: {e}")
         parts.tracker.close()
     return summary
@@ -120,16 +128,16 @@ def run_rank(
 PLACES = ("trainer.device", "trainer.devices", "trainer.num_nodes", "trainer.strategy")
 
 
-def resumed_config(cfg: DictConfig, saved: dict[str, Any], path: Path) -> DictConfig:
+def resumed_config(cfg: DictConfig, saved: DictConfig, path: Path) -> DictConfig:
     """The checkpoint's config, with more epochs if asked; other values given are reported.
 
     A value left unset (null, e.g. a seed the first run drew) is no conflict.
     """
     given = flatten(OmegaConf.to_container(cfg, resolve=True))
-    merged = OmegaConf.create(saved)
+    merged = saved
     ignored = [
         f"{key}={given[key]} (checkpoint: {value})"
-        for key, value in flatten(saved).items()
+        for key, value in flatten(OmegaConf.to_container(saved, resolve=True)).items()
         if given.get(key) not in (None, value) and key not in ("trainer.epochs", "resume", *PLACES)
     ]
     if ignored:
@@ -212,6 +220,7 @@ def build(
         log_every_n_steps=trainer.log_every_n_steps,
         reconstruct=data.meta.task == "reconstruction",
         world=world,
+        divergence=DivergenceCheck(trainer.divergence_threshold),
     )
 
     tracker = start_run_dir(cfg, run_dir, data, console, resume_step) if world.main else None
@@ -249,12 +258,12 @@ def start_run_dir(
     A resumed run appends to its TensorBoard run, hiding what was logged after `resume_step`.
     """
     resolved = OmegaConf.to_yaml(cfg, resolve=True)
-    checkpoint.save_text_atomic(resolved, run_dir / "config.yaml")
+    files.save_text_atomic(resolved, run_dir / "config.yaml")
     preprocessing = dict(data.meta.preprocessing)  # what new inputs must go through, as here
     if tokenizer := preprocessing.pop("tokenizer", None):
-        checkpoint.save_text_atomic(tokenizer, run_dir / "tokenizer.json")
+        files.save_text_atomic(tokenizer, run_dir / "tokenizer.json")
     if preprocessing:
-        checkpoint.save_json_atomic(preprocessing, run_dir / "preprocessing.json")
+        files.save_json_atomic(preprocessing, run_dir / "preprocessing.json")
     if resume_step is not None:
         return Tracker(run_dir, console, purge_step=resume_step + 1)
     tracker = Tracker(run_dir, console)
@@ -291,10 +300,10 @@ def finish(parts: Parts, state: FitState) -> dict[str, Any]:
     """
     main = parts.world.main
     if main:
-        best = checkpoint.load(parts.run_dir / "checkpoints" / "best.pt")
+        best = checkpoint.load_checkpoint(parts.run_dir / "checkpoints" / "best.pt")
         parts.model.load_state_dict(best["model"])
-        checkpoint.save_atomic(parts.model.state_dict(), parts.run_dir / "model.pt")
-        checkpoint.save_safetensors(parts.model.state_dict(), parts.run_dir / "model.safetensors")
+        files.save_torch(parts.model.state_dict(), parts.run_dir / "model.pt")
+        files.save_safetensors(parts.model.state_dict(), parts.run_dir / "model.safetensors")
     parts.world.broadcast_state(parts.model)  # rank 0 read best.pt: the others need not see it
     final = {k: v for k, v in state.best_metrics.items() if k.startswith("val/")}
     matrices, scored = {}, {}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from rich.console import Console
@@ -46,13 +46,3 @@ def parse_args(
     if problems:
         raise ConfigError(problems)
     return Path(argv[0]).expanduser(), named, overrides
-
-
-def command(prog: str, body: Callable[[], None]) -> None:
-    """Run a command body; a user mistake is printed without a traceback and exits 2."""
-    try:
-        body()
-    except ConfigError as e:
-        for problem in dict.fromkeys(e.problems):
-            print(f"{prog}: {problem}", file=sys.stderr)
-        sys.exit(2)

@@ -19,7 +19,8 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from dltrain import preflight
+from dltrain import preflight, run_dirs
+from dltrain.failures import failure
 from dltrain.registry import ConfigError
 
 log = logging.getLogger("dltrain")
@@ -79,13 +80,20 @@ def under_launcher() -> bool:
     return "SLURM_STEP_ID" in env and int(env.get("SLURM_STEP_NUM_TASKS", 1)) > 1
 
 
+def node_rank() -> int:
+    """Which machine of a several-node run this is (0: the first, which owns the run dir)."""
+    return int(os.environ.get("NODE_RANK") or os.environ.get("SLURM_NODEID") or 0)
+
+
 def main_rank() -> None:
     """The command in one process (or in rank 0 of several)."""
     if "--dry-run" in sys.argv:  # a flag for trainer.dry_run=true
         sys.argv = [a for a in sys.argv if a != "--dry-run"] + ["trainer.dry_run=true"]
     args = get_args_parser().parse_args(sys.argv[1:])
+    resume = [o.partition("=")[2] for o in args.overrides if o.startswith("resume=")]
     try:
-        continue_run(args)
+        if resume:
+            sys.exit(continue_run(args, resume[-1]))
         continue_sweep(args)
     except ConfigError as e:
         report(e.problems)
@@ -97,12 +105,60 @@ def main_rank() -> None:
         config_name = args.config_name or "config"
         with initialize_config_dir(str(CONF_DIR), version_base="1.3", job_name="dltrain"):
             problems = preflight.problems(args.overrides, args.multirun, config_name)
+            try:
+                problems or claim_output(args.overrides, args.multirun, config_name)
+            except ConfigError as e:
+                problems = e.problems
         if problems:
             report(problems)
             sys.exit(2)
     hydra_main()
     if _SWEEP["jobs"] and _SWEEP["failed"] == _SWEEP["jobs"]:
         sys.exit(1)  # a sweep fails only when every job failed
+
+
+def claim_output(overrides: list[str], multirun: bool, config_name: str) -> None:
+    """Make this process the only one in its run (or sweep) dir, and pin Hydra to that dir.
+
+    A default name already taken (another run started in the same second) becomes `<name>_2`.
+    """
+    found = preflight.output_dir(overrides, multirun, config_name)
+    if found is None or node_rank() > 0:  # later nodes of a run started by hand share node 0's
+        return
+    key, target = found
+    if preflight.named_output(overrides, key):
+        markers = run_dirs.SWEEP_MARKERS if multirun else run_dirs.RUN_MARKERS
+        resumed = any(o.startswith("resume_sweep=") for o in overrides)
+        if resumed:  # the sweep's dir holds its earlier jobs, as it should
+            run_dirs.lock(target, key)
+        else:
+            run_dirs.claim(target, key, markers)
+        claimed = target
+    else:
+        claimed = run_dirs.claim_fresh(target)
+    given = {a for a in sys.argv[1:] if a.partition("=")[0].lstrip("+") == key}
+    sys.argv = [*(a for a in sys.argv if a not in given), f"{key}={quoted(str(claimed))}"]
+
+
+def quoted(value: str) -> str:
+    """A value as a quoted Hydra override string (whatever characters a path holds)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def continue_run(args: Any, target: str) -> int:
+    """resume=<run>: go on from its checkpoint with its saved config, in its own dir; exit code."""
+    from dltrain.distributed import configure_logging
+    from dltrain.resume import resume_config
+
+    if args.multirun:
+        raise ConfigError("resume: continues one run; leave out --multirun (-m)")
+    overrides = [o for o in args.overrides if not o.startswith("resume=")]
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3", job_name="dltrain"):
+        cfg, run_dir = resume_config(target, overrides)
+    run_dirs.lock(run_dir, "resume")
+    configure_logging(0, run_dir)
+    run_job(cfg, run_dir, sweep=False)
+    return 0
 
 
 def print_help(args: Any) -> bool:
@@ -131,18 +187,6 @@ def print_help(args: Any) -> bool:
     return True
 
 
-def continue_run(args: Any) -> None:
-    """resume=<run>: rewrite the command line to replay that run's overrides in its own dir."""
-    resume = [o for o in args.overrides if o.startswith("resume=")]
-    if not resume:
-        return
-    if args.multirun:
-        raise ConfigError("resume: continues one run; leave out --multirun (-m)")
-    args.overrides = resume_overrides(resume[-1].partition("=")[2], args.overrides)
-    given = set(resume) | {o for o in sys.argv[1:] if "=" in o}
-    sys.argv = [sys.argv[0], *(a for a in sys.argv[1:] if a not in given), *args.overrides]
-
-
 def continue_sweep(args: Any) -> None:
     """resume_sweep=<dir>: the sweep's jobs land in that dir again (hydra_main skips or resumes)."""
     sweep_dir = [o for o in args.overrides if o.startswith("resume_sweep=")]
@@ -153,7 +197,8 @@ def continue_sweep(args: Any) -> None:
     path = Path(sweep_dir[-1].partition("=")[2]).expanduser().resolve()
     if not path.is_dir():
         raise ConfigError(f"resume_sweep: {path} is not a sweep dir")
-    sys.argv.append(f"hydra.sweep.dir='{path}'")
+    args.overrides.append(f"hydra.sweep.dir={quoted(str(path))}")
+    sys.argv.append(args.overrides[-1])
 
 
 _SWEEP = {"jobs": 0, "failed": 0}  # filled in when a sweep ends (ReportCallback)
@@ -162,17 +207,12 @@ _SWEEP = {"jobs": 0, "failed": 0}  # filled in when a sweep ends (ReportCallback
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def hydra_main(cfg: DictConfig) -> float | None:
     """One job: Hydra has made the run dir; train in it."""
-    from dltrain.checkpoint import SaveError
-    from dltrain.loop import DivergedError
-    from dltrain.signals import Interrupted
     from dltrain.sweep import previous_outcome, share_machine
-    from dltrain.train import run
 
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     # In a sweep a failing job is recorded (its metrics.json) and the sweep goes on.
     sweep = hydra_cfg.mode == RunMode.MULTIRUN
-    worst = float("inf") if cfg.trainer.monitor_mode == "min" else float("-inf")
     if sweep:
         launcher = OmegaConf.to_container(hydra_cfg.launcher, resolve=True)
         if shared := share_machine(launcher, int(hydra_cfg.job.num), cfg.trainer.device):
@@ -184,6 +224,19 @@ def hydra_main(cfg: DictConfig) -> float | None:
                 return summary["metrics"].get(cfg.trainer.monitor)
             if outcome == "checkpoint":
                 cfg.resume = str(run_dir)
+    return run_job(cfg, run_dir, sweep)
+
+
+def run_job(cfg: DictConfig, run_dir: Path, sweep: bool) -> float | None:
+    """Train one job in `run_dir`; what a sweeper optimises. A failure is one line on stderr.
+
+    A failed single run exits (2: a config problem, 1: it failed, 130/143: stopped by a
+    signal); a failed sweep job is recorded and returns the worst value, so the sweep goes on.
+    """
+    from dltrain.signals import Interrupted
+    from dltrain.train import run
+
+    worst = float("inf") if cfg.trainer.get("monitor_mode") == "min" else float("-inf")
     if under_launcher():  # the other ranks train this job with rank 0
         from dltrain.distributed import announce
 
@@ -193,12 +246,6 @@ def hydra_main(cfg: DictConfig) -> float | None:
     except ConfigError as e:
         report(e.problems)
         return worst if sweep else sys.exit(2)
-    except DivergedError as e:
-        print(f"dltrain: stopped: {e}", file=sys.stderr)
-        return worst if sweep else sys.exit(1)
-    except SaveError as e:
-        print(f"dltrain: stopped: {e}", file=sys.stderr)
-        return worst if sweep else sys.exit(1)
     except Interrupted as e:
         print(
             f"dltrain: {e}; saved {run_dir / 'checkpoints' / 'last.pt'}. "
@@ -206,13 +253,10 @@ def hydra_main(cfg: DictConfig) -> float | None:
             file=sys.stderr,
         )
         sys.exit(130 if e.signal_name == "SIGINT" else 143)
-    except Exception as e:  # out of memory, a bug, a bad file: in a sweep, one job's failure
-        if not sweep:
-            raise
-        log.exception(f"job failed: {type(e).__name__}: {e}")  # the traceback, in its log
-        print(f"dltrain: job {run_dir} failed: {type(e).__name__}: {e}", file=sys.stderr)
-        return worst
-    return summary.get("metrics", {}).get(cfg.trainer.monitor)  # what a sweeper optimises
+    except Exception as e:  # diverged, a full disk, out of memory, a bug: one line, and why
+        print(f"dltrain: {failure(e, run_dir)}", file=sys.stderr)
+        return worst if sweep else sys.exit(1)
+    return summary.get("metrics", {}).get(cfg.trainer.monitor)
 
 
 class ReportCallback(Callback):
@@ -238,24 +282,6 @@ class ReportCallback(Callback):
         if len(failed):
             jobs = "; ".join(f"{r.run} ({r.status}: {r.error})" for r in failed.itertuples())
             print(f"dltrain: {len(failed)} of {len(frame)} jobs failed: {jobs}", file=sys.stderr)
-
-
-def resume_overrides(target: str, overrides: list[str]) -> list[str]:
-    """Overrides that continue the run at `target` in its own dir: its own, then the new ones."""
-    from dltrain.checkpoint import resume_path
-
-    path = resume_path(target)
-    run_dir = path.parent.parent
-    saved = run_dir / ".hydra" / "overrides.yaml"
-    replay = list(OmegaConf.load(saved)) if saved.is_file() else []
-    new = [o for o in overrides if not o.startswith("resume=")]
-    return [
-        *(o for o in replay if not o.startswith(("resume=", "hydra."))),
-        *new,
-        f"resume='{path}'",
-        f"hydra.run.dir='{run_dir}'",
-        "hydra.output_subdir=null",  # keep the run's own .hydra/ (its original command)
-    ]
 
 
 def report(problems: list[str]) -> None:

@@ -8,10 +8,11 @@ inputs go through the preprocessing saved with it (never refitted).
 from __future__ import annotations
 
 import copy
+import os
 import sys
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +21,16 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from dltrain import checkpoint
-from dltrain.arguments import command, parse_args, print_metrics
-from dltrain.config import PRECISIONS, TrainerOptions, options
+from dltrain.arguments import parse_args, print_metrics
+from dltrain.config import PRECISIONS, TrainerOptions, check_config, options
 from dltrain.data.align import align, saved_tokenizer_options
 from dltrain.data.batches import make_batches
+from dltrain.data.files import data_root
 from dltrain.data.splits import DataMeta
 from dltrain.data.transforms import BatchTransform
 from dltrain.device import select_device
+from dltrain.failures import command
+from dltrain.files import save_json_atomic
 from dltrain.loop import evaluate
 from dltrain.metrics import confusion_matrix
 from dltrain.parts import StepOptions
@@ -40,6 +44,7 @@ SPLITS = ("train", "val", "test")
 # them, and the files need not exist where the run is used.
 FILE_OPTIONS = ("vectors", "weights")
 RUNTIME_TRAINER = ("device", "batch_size", "num_workers", "precision")  # overridable here
+PATH_OPTIONS = ("path", "data_dir", "root", "tokenizer_file")  # dataset options naming files
 
 
 @dataclass
@@ -53,24 +58,56 @@ class Loaded:
     path: Path  # the checkpoint file
     run_dir: Path  # where outputs go by default
     epoch: int | None
+    notes: list[str] = field(default_factory=list)  # data paths of the checkpoint not followed
 
 
 def load_run(source: Path | str, overrides: Sequence[str] = ()) -> Loaded:
-    """Load a checkpoint safely and rebuild its model; `overrides` are `group.key=value`."""
-    path = checkpoint.find(source, "best.pt").resolve()  # the weights the run tested
-    saved = checkpoint.load(path)
-    if not isinstance(saved, dict):
-        raise ConfigError(f"{path} holds a {type(saved).__name__}, not a dltrain checkpoint")
-    if missing := [k for k in ("model", "config", "data_meta") if k not in saved]:
-        raise ConfigError(f"{path} lacks {', '.join(missing)}: not a dltrain training checkpoint")
-    cfg = apply_overrides(OmegaConf.create(saved["config"]), overrides)
-    meta = DataMeta.from_dict(saved["data_meta"])
+    """Load a checkpoint safely and rebuild its model; `overrides` are `group.key=value`.
+
+    The saved config is checked as a new command's would be, with the data paths it names
+    replaced by those the user gives (see `trusted_paths`).
+    """
+    path = checkpoint.find(source, "best.pt").absolute()  # the weights the run tested
+    saved = checkpoint.load_checkpoint(path)
+    cfg = checkpoint.saved_config(saved["config"], path)
+    notes = trusted_paths(cfg, overrides)
+    cfg = apply_overrides(cfg, overrides)
+    for key in ("trainer.devices", "trainer.num_nodes"):  # how it trained is not asked here
+        OmegaConf.update(cfg, key, 1, force_add=True)
+    check_config(cfg, check_files=False)
+    meta = checkpoint.saved_meta(saved["data_meta"], path)
     opts = step_options(cfg, meta)
     model = rebuild_model(cfg, meta, saved["model"]).to(opts.device)
     if cfg.trainer.get("channels_last"):
         model = model.to(memory_format=torch.channels_last)
     run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
-    return Loaded(model, cfg, meta, opts, path, run_dir, saved.get("epoch"))
+    epoch = saved.get("epoch") if isinstance(saved.get("epoch"), int) else None
+    return Loaded(model, cfg, meta, opts, path, run_dir, epoch, notes)
+
+
+def trusted_paths(cfg: DictConfig, overrides: Sequence[str]) -> list[str]:
+    """Drop the data paths a checkpoint names outside the data root unless given again.
+
+    A run dir may come from anyone: its config must not make dltrain read a file the user did
+    not name (`../../etc/passwd` as a CSV, a folder of crafted files). Paths under the data root
+    ($DLTRAIN_DATA_DIR, else ~/.cache/dltrain) are the user's own; others are replaced by the
+    default lookup there. Returns one note per path dropped.
+    """
+    given = {o.partition("=")[0].lstrip("+") for o in overrides}
+    root = os.path.realpath(data_root(None))
+    notes = []
+    for key in PATH_OPTIONS:
+        value = cfg.dataset.get(key)
+        if value is None or f"dataset.{key}" in given:
+            continue
+        real = os.path.realpath(Path(str(value)).expanduser())
+        if os.path.commonpath([real, root]) != root:
+            cfg.dataset[key] = None
+            notes.append(
+                f"the run's dataset.{key} ({value}) is not read from its checkpoint; give "
+                f"dataset.{key}={value} to read it (paths under the data root {root} are read)"
+            )
+    return notes
 
 
 def rebuild_model(cfg: DictConfig, meta: DataMeta, state_dict: dict[str, Any]) -> nn.Module:
@@ -133,7 +170,10 @@ def evaluate_split(run: Loaded, split: str) -> dict[str, Any]:
     cfg, meta = run.cfg, run.meta
     with tempfile.TemporaryDirectory() as folder:
         kwargs = {**options(cfg.dataset), **saved_tokenizer_options(cfg.dataset.name, meta, folder)}
-        data = DATASETS.build(cfg.dataset.name, kwargs)
+        try:
+            data = DATASETS.build(cfg.dataset.name, kwargs)
+        except ConfigError as e:  # say which path of the run was not followed, if one was
+            raise ConfigError([*e.problems, *run.notes]) from None
     align(data, meta)
     sets = {"train": data.train, "val": data.val, "test": data.test}
     if sets[split] is None:
@@ -177,7 +217,7 @@ def eval_main(argv: Sequence[str] | None = None) -> None:
         out = Path(named["out"] or run.run_dir / f"eval_{named['split']}.json")
         title = f"{run.cfg.model.name} on {run.cfg.dataset.name}, {named['split']} split"
         print_metrics(title, result["metrics"])
-        checkpoint.save_json_atomic(result, out)
+        save_json_atomic(result, out)
         print(f"wrote {out}")
 
     command("dltrain-eval", body)

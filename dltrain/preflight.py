@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import errno
 import functools
+import os
 import tempfile
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from dltrain.registry import ConfigError, did_you_mean
+from dltrain.run_dirs import RUN_MARKERS, SWEEP_MARKERS, holds_run
 
 _MISSING = object()
 
@@ -35,7 +37,7 @@ def problems(overrides: list[str], multirun: bool, config_name: str) -> list[str
     try:
         parsed = parser.parse_overrides(overrides)
     except HydraException as e:
-        return [_message(e)]
+        return [message(e)]
     sweeps = [o.input_line for o in parsed if o.is_sweep_override()]
     if sweeps and not multirun:
         return [
@@ -51,16 +53,33 @@ def problems(overrides: list[str], multirun: bool, config_name: str) -> list[str
     return found
 
 
-def _output_problems(overrides: list[str], multirun: bool, config_name: str) -> list[str]:
-    """Whether the run (or sweep) dir can be made: its nearest existing folder takes a new one."""
+def output_dir(overrides: list[str], multirun: bool, config_name: str) -> tuple[str, Path] | None:
+    """(the Hydra key, the folder) the run or sweep dir would be; None if Hydra must judge it."""
     key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
     try:
         cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
-        target = Path(str(OmegaConf.select(cfg, key))).absolute()
+        return key, Path(str(OmegaConf.select(cfg, key))).absolute()
     except (HydraException, OmegaConfBaseException):
-        return []  # a setting Hydra resolves only when it runs: Hydra judges it
-    existing = next(p for p in (target, *target.parents) if p.exists())
+        return None  # a setting Hydra resolves only when it runs: Hydra judges it
+
+
+def named_output(overrides: list[str], key: str) -> bool:
+    """Whether the command line names the run (or sweep) dir itself."""
+    return any(o.partition("=")[0].lstrip("+") in (key, "resume_sweep") for o in overrides)
+
+
+def _output_problems(overrides: list[str], multirun: bool, config_name: str) -> list[str]:
+    """Whether the run (or sweep) dir can be made: its nearest existing folder takes a new one.
+
+    A folder named on purpose must not hold a run already (its files would mix with the new).
+    """
+    found = output_dir(overrides, multirun, config_name)
+    if found is None:
+        return []
+    key, target = found
+    existing = target
     try:
+        existing = next(p for p in (target, *target.parents) if p.exists())
         if not existing.is_dir():
             raise NotADirectoryError(errno.ENOTDIR, "is a file, not a folder")
         tempfile.TemporaryDirectory(dir=existing).cleanup()  # what the run will do there
@@ -69,7 +88,20 @@ def _output_problems(overrides: list[str], multirun: bool, config_name: str) -> 
             f"{key}: cannot create {target}: {existing} {e.strerror}. Give a writable folder: "
             f"{key}=<folder>"
         ]
+    markers = SWEEP_MARKERS if multirun else RUN_MARKERS
+    again = any(o.startswith("resume_sweep=") for o in overrides) or _later_node()
+    if named_output(overrides, key) and not again and (held := holds_run(target, markers)):
+        how = "resume_sweep" if multirun else "resume"
+        return [
+            f"{key}: {target} already holds a run ({held}); give another folder, or "
+            f"continue that run with {how}={target}"
+        ]
     return []
+
+
+def _later_node() -> bool:
+    """A node after the first of a run started by hand: the run dir is the first node's."""
+    return int(os.environ.get("NODE_RANK") or os.environ.get("SLURM_NODEID") or 0) > 0
 
 
 def _job_problems(parser: OverridesParser, overrides: list[str], config_name: str) -> list[str]:
@@ -82,7 +114,7 @@ def _job_problems(parser: OverridesParser, overrides: list[str], config_name: st
         if _left_to_hydra(override):
             group_overrides.append(override.input_line)
         elif choices:
-            bad = _unknown_options(key, override.value())
+            bad = unknown_options(key, override.value())
             problems += bad
             group_overrides += [] if bad else [override.input_line]
         else:
@@ -94,7 +126,7 @@ def _job_problems(parser: OverridesParser, overrides: list[str], config_name: st
         base = _composed(config_name, tuple(group_overrides))
         cfg = copy.deepcopy(base)
         for override in key_overrides:
-            if unknown := _unknown_key(base, override.key_or_group):
+            if unknown := unknown_key(base, override.key_or_group):
                 problems.append(unknown)
             else:  # what Hydra does with key=value, without composing again
                 OmegaConf.update(cfg, override.key_or_group, override.value(), merge=True)
@@ -103,7 +135,7 @@ def _job_problems(parser: OverridesParser, overrides: list[str], config_name: st
     except ConfigError as e:
         problems += e.problems
     except (HydraException, OmegaConfBaseException) as e:
-        problems.append(_message(e))
+        problems.append(message(e))
     return problems
 
 
@@ -127,7 +159,7 @@ def _left_to_hydra(override: Override) -> bool:
     )
 
 
-def _unknown_options(group: str, value: object) -> list[str]:
+def unknown_options(group: str, value: object) -> list[str]:
     values = value if isinstance(value, list) else [value]
     problems = []
     for v in (str(v) for v in values if v is not None):
@@ -143,7 +175,7 @@ def _unknown_options(group: str, value: object) -> list[str]:
     return problems
 
 
-def _unknown_key(cfg: DictConfig, key: str) -> str | None:
+def unknown_key(cfg: DictConfig, key: str) -> str | None:
     if OmegaConf.select(cfg, key, default=_MISSING) is not _MISSING:
         return None
     parent, _, leaf = key.rpartition(".")
@@ -159,7 +191,7 @@ def _unknown_key(cfg: DictConfig, key: str) -> str | None:
     )
 
 
-def _message(error: Exception) -> str:
+def message(error: Exception) -> str:
     """Hydra's message up to its first blank line or search-path dump, as one line."""
     kept = []
     for line in str(error).strip().splitlines():

@@ -144,9 +144,11 @@ def bad_command_lines(draw: st.DrawFn) -> tuple[list[str], list[str]]:
         wrong.append(draw(st.sampled_from(BAD_DATA)))
     args = [a for pieces, _ in wrong for a in pieces]
     args += draw(st.lists(st.sampled_from(GOOD), max_size=4, unique=True))
-    if draw(st.booleans()):  # continuing the finished run with wrong values
+    patterns = [p for _, p in wrong]
+    if draw(st.booleans()):  # continuing the finished run: its model, data, ... cannot change
         args.append(f"resume={EXISTING}")
-    return list(draw(st.permutations(args))), [p for _, p in wrong]
+        patterns.append(r"a resumed run keeps its")
+    return list(draw(st.permutations(args))), patterns
 
 
 @settings(max_examples=1000, deadline=None, database=None, derandomize=True)

@@ -18,6 +18,7 @@ from dltrain.config import options
 from dltrain.data.align import align
 from dltrain.data.splits import DataMeta, split_indices
 from dltrain.data.table_encoding import encode_frame
+from dltrain.files import save_torch
 from dltrain.inference import Loaded, eval_main, evaluate_split, load_run, predict_main
 from dltrain.metrics import compute_metrics
 from dltrain.predict import predict_file
@@ -26,6 +27,13 @@ from dltrain.registry import DATASETS, LOSSES, ConfigError
 from .trained_runs import table_frame, trained
 
 BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(autouse=True)
+def data_root(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tiny runs' data lies under pytest's temp folder: make that the data root, whose
+    paths eval follows (a checkpoint's paths elsewhere are not: tests/test_hostile_runs.py)."""
+    monkeypatch.setenv("DLTRAIN_DATA_DIR", str(tmp_path_factory.getbasetemp()))
 
 
 def saved_metrics(run_dir: Path, prefix: str) -> dict[str, float]:
@@ -150,7 +158,7 @@ def test_eval_mistakes_are_one_line_errors(
     assert err.count("\n") == 1 and "is truncated, corrupted or not a PyTorch weights" in err
     saved = checkpoint.load(Path(run_dir) / "checkpoints" / "best.pt")
     saved["config"]["model"]["hidden_sizes"] = [7]
-    checkpoint.save_atomic(saved, bad)
+    save_torch(saved, bad)
     err = fail(eval_main, capsys, str(bad))
     assert err.startswith("dltrain-eval: the saved weights do not fit the model its config builds")
 

@@ -1,0 +1,95 @@
+"""`dltrain resume=<run> [key=value ...]`: the run's own saved config, never its command line.
+
+The checkpoint's resolved config (checked as data, nothing resolved) is the run; the run dir's
+.hydra/overrides.yaml is never replayed, so nothing in a run dir can reach Hydra (its callbacks,
+`_target_`s, interpolations). The new command line may give more epochs and where to train;
+any other value must equal the saved one, and is refused otherwise.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
+from omegaconf import DictConfig, OmegaConf
+
+from dltrain import checkpoint
+from dltrain.config import check_config
+from dltrain.preflight import message, unknown_key, unknown_options
+from dltrain.registry import ConfigError
+from dltrain.train import PLACES
+
+CHANGEABLE = ("trainer.epochs", *PLACES)
+_MISSING = object()
+
+
+def resume_config(target: str, overrides: list[str]) -> tuple[DictConfig, Path]:
+    """The config to go on with, and the run dir; ConfigError listing every problem at once.
+
+    Runs inside a Hydra context (initialize_config_dir): group options are looked up there.
+    """
+    path = checkpoint.resume_path(target)
+    saved = checkpoint.load_for_resume(path)
+    cfg = checkpoint.saved_config(saved["config"], path)
+    problems = []
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except HydraException as e:
+        raise ConfigError(message(e)) from None
+    for override in parsed:
+        problems += _override_problems(cfg, override)
+    if not problems:  # values are checked as a new command's are
+        try:
+            check_config(cfg)
+        except ConfigError as e:
+            problems += e.problems
+    if problems:
+        raise ConfigError(problems)
+    cfg.resume = str(path)
+    return cfg, path.parent.parent
+
+
+def _override_problems(cfg: DictConfig, override: Any) -> list[str]:
+    """Apply one `key=value` to `cfg` if it may change; else say why not."""
+    line, key = override.input_line, override.key_or_group
+    allowed = ", ".join(CHANGEABLE)
+    if override.is_sweep_override():
+        return [f"{line}: resume continues one run; a sweep is continued with -m resume_sweep="]
+    if key.startswith("hydra") or override.package is not None or override.type.name != "CHANGE":
+        return [f"{line}: a resumed run takes only key=value for existing keys ({allowed})"]
+    if GlobalHydra.instance().config_loader().get_group_options(key):  # a group: model=cnn
+        unknown = unknown_options(key, override.value())
+        current = OmegaConf.select(cfg, f"{key}.name", default=None)
+        if unknown or override.value() == current:
+            return unknown
+        return [f"{line}: a resumed run keeps its {key} ({current}); start a new run for another"]
+    if unknown := unknown_key(cfg, key):
+        return [unknown]
+    value = _value(override.value())
+    saved = OmegaConf.to_container(cfg, resolve=True)
+    before = OmegaConf.select(OmegaConf.create(saved), key, default=_MISSING)
+    OmegaConf.update(cfg, key, value, merge=False)
+    if key in CHANGEABLE or value == before:
+        return []
+    try:
+        check_config(cfg)  # a wrong value is named as in a new command, before "keeps"
+    except ConfigError as e:
+        return e.problems
+    return [
+        f"{line}: a resumed run keeps its settings ({key} is {before!r} in its checkpoint); "
+        f"it may change {allowed}"
+    ]
+
+
+def _value(value: Any) -> Any:
+    """An override's value with every `${` read as text (as in a saved config)."""
+    if isinstance(value, str):
+        return checkpoint._literal(value)
+    if isinstance(value, list):
+        return [_value(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _value(v) for k, v in value.items()}
+    return value

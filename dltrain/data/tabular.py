@@ -13,7 +13,7 @@ from typing import Literal
 
 import pandas as pd
 
-from dltrain.data.files import data_root
+from dltrain.data.files import data_root, is_regular, reason, regular_file
 from dltrain.data.splits import (
     DataMeta,
     DataSplits,
@@ -38,6 +38,7 @@ BANK_FILES = ["bank_marketing/bank.csv", "bank.csv"]
 
 def read_table(path: Path, sep: str = ",", nrows: int | None = None) -> pd.DataFrame:
     """A CSV file (Parquet for .parquet/.pq) as a frame with string column names."""
+    regular_file(path, "dataset file")
     try:
         if path.suffix.lower() in PARQUET_SUFFIXES:
             frame = pd.read_parquet(path)
@@ -50,8 +51,7 @@ def read_table(path: Path, sep: str = ",", nrows: int | None = None) -> pd.DataF
             "(pip install pyarrow), or save the table as CSV"
         ) from None
     except (OSError, ValueError) as e:  # pandas' parser errors are ValueErrors
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ConfigError(f"dataset file {path}: cannot be read ({reason})") from None
+        raise ConfigError(f"dataset file {path}: cannot be read ({reason(e)})") from None
     frame.columns = [str(c) for c in frame.columns]
     return frame
 
@@ -78,8 +78,11 @@ def _check_options(
     problems = []
     if path is None:
         problems.append("dataset.path: set it to the CSV or Parquet file")
-    elif not Path(path).expanduser().is_file():
-        problems.append(f"dataset.path: no such file {Path(path).expanduser()}")
+    else:
+        try:
+            regular_file(Path(path).expanduser(), "dataset.path")
+        except ConfigError as e:
+            problems += e.problems
     if target is None:
         problems.append("dataset.target: set it to the column to predict")
     try:
@@ -185,7 +188,7 @@ def bank_marketing(
     """Bank Marketing (Kaggle's balanced 11,162-row subset): will a client subscribe a deposit?"""
     root = data_root(data_dir)
     candidates = [Path(path).expanduser()] if path else [root / f for f in BANK_FILES]
-    found = next((p for p in candidates if p.is_file()), None)
+    found = next((p for p in candidates if is_regular(p, "dataset.path")), None)
     if found is None:
         raise ConfigError(
             f"dataset bank_marketing: missing {' or '.join(map(str, candidates))}; put bank.csv "

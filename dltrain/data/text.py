@@ -16,7 +16,7 @@ import torch
 from sklearn.model_selection import train_test_split
 
 from dltrain.data.batches import TokenDataset
-from dltrain.data.files import data_root
+from dltrain.data.files import data_root, reason, regular_file, stat_of
 from dltrain.data.splits import DataMeta, DataSplits, check_fractions
 from dltrain.data.text_files import Texts, read_ag_news, read_imdb, read_sst2, read_text_csv
 from dltrain.registry import DATASETS, ConfigError
@@ -49,10 +49,11 @@ def load_tokenizer(path: str):
     """A trained tokenizer from its JSON file (a run's tokenizer.json)."""
     from tokenizers import Tokenizer
 
+    file = regular_file(Path(path).expanduser(), "dataset.tokenizer_file")
     try:
-        return Tokenizer.from_file(str(Path(path).expanduser()))
+        return Tokenizer.from_file(str(file))
     except Exception as e:  # tokenizers raises its own exception type for bad files
-        raise ConfigError(f"dataset.tokenizer_file: cannot load {path} ({e})") from None
+        raise ConfigError(f"dataset.tokenizer_file: cannot load {path} ({reason(e)})") from None
 
 
 def encode(tokenizer, texts: list[str], max_length: int) -> list[torch.Tensor]:
@@ -126,7 +127,8 @@ def locate(path: str | None, candidates: list[str]) -> Path:
     if path is not None:
         return Path(path).expanduser()
     root = data_root(None)
-    return next((root / c for c in candidates if (root / c).exists()), root / candidates[0])
+    found = (root / c for c in candidates if stat_of(root / c, "dataset.path") is not None)
+    return next(found, root / candidates[0])
 
 
 def _index(label: str, classes: list[str]) -> int:
@@ -196,7 +198,7 @@ def ag_news(path: str | None = None) -> tuple[dict[str, Texts], list[str]]:
     names = names or ["1", "2", "3", "4"]
     if "train" not in splits:  # only test.csv here: it becomes the pool everything is split from
         splits = {"train": splits.pop("test")}
-    # The CSVs number the classes 1-4 in the order of classes.txt.
+    # The CSVs number the classes 1-4 in the order of classes.txt (read_ag_news checked them).
     named = {
         k: (texts, [names[int(label) - 1] for label in labels])
         for k, (texts, labels) in splits.items()

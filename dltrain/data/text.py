@@ -131,6 +131,22 @@ def locate(path: str | None, candidates: list[str]) -> Path:
     return next(found, root / candidates[0])
 
 
+def check_train_split(name: str, texts: list[str], labels: list[str]) -> None:
+    """ConfigError for a train split a classifier cannot learn from: no text, or one class."""
+    if not texts:
+        raise ConfigError(f"dataset {name}: the train split is empty; point it at labelled texts")
+    if not any(text.strip() for text in texts):
+        raise ConfigError(
+            f"dataset {name}: every text in the train split is empty ({len(texts)} rows); "
+            "point the dataset at files that hold text (text_csv: check dataset.text_column)"
+        )
+    if len(set(labels)) < 2:
+        raise ConfigError(
+            f"dataset {name}: the train split holds one label ({labels[0]!r}) in all "
+            f"{len(labels)} rows; a classifier needs at least two classes"
+        )
+
+
 def _index(label: str, classes: list[str]) -> int:
     if label not in classes:
         raise ConfigError(f"label '{label}' is not one of the classes {', '.join(classes)}")
@@ -165,6 +181,7 @@ def text_dataset(name: str, has_test_set: bool, **info: Any) -> Callable:
         def build(**options: Any) -> DataSplits:
             common = {k: options.pop(k, p.default) for k, p in TEXT_PARAMS.items()}
             splits, classes = read(**options)
+            check_train_split(name, *splits["train"])
             return text_splits(splits, classes=classes, **common)
 
         build.__signature__ = inspect.Signature(

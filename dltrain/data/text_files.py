@@ -120,11 +120,23 @@ def read_ag_news(folder: Path) -> tuple[dict[str, Texts], list[str] | None]:
 
 
 def read_text_csv(path: Path, text_column: str, label_column: str) -> Texts:
-    """Any CSV with a text column and a label column."""
+    """Any CSV with a text column and a label column; every row needs a label."""
     if not is_regular(path, "dataset.path"):
         raise _missing("text_csv", path)
     rows = read_rows(path, "text_csv")
     texts, labels = columns(path, "text_csv", rows, [text_column, label_column])
+    if not labels:
+        raise ConfigError(f"dataset text_csv: {path} has no rows under its header")
+    if unlabelled := sum(not label.strip() for label in labels):
+        raise ConfigError(
+            f"dataset text_csv: {unlabelled} rows of {path.name} have an empty label in column "
+            f"'{label_column}'; fill or remove them"
+        )
+    if len(set(labels)) == 1:
+        raise ConfigError(
+            f"dataset.label_column: column '{label_column}' of {path.name} holds one value "
+            f"({labels[0]!r}) in all {len(labels)} rows; a classifier needs at least two classes"
+        )
     return texts, labels
 
 

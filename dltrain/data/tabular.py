@@ -11,12 +11,15 @@ import logging
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import pandas as pd
 
 from dltrain.data.files import data_root, is_regular, reason, regular_file
 from dltrain.data.splits import (
     DataMeta,
     DataSplits,
+    check_finite,
+    check_finite_targets,
     check_fractions,
     split_indices,
     to_tensor_dataset,
@@ -143,10 +146,13 @@ def csv(
 ) -> DataSplits:
     """Any CSV (or Parquet) table: predict column `target` from the others (see module doc)."""
     _check_csv(path, target, drop, sep, val_fraction, test_fraction)
-    frame = _read_rows(Path(path).expanduser(), sep, target, list(drop or []), missing)
+    file = Path(path).expanduser()
+    frame = _read_rows(file, sep, target, list(drop or []), missing)
     spec = target_spec(frame[target], task, target)
     task = spec["task"]  # "auto" resolved
     y = encode_targets(frame, spec)
+    if task == "regression":
+        check_finite_targets(y, f"dataset.target: column '{target}' of {file.name}")
     rows = split_indices(
         y,
         task,
@@ -156,11 +162,13 @@ def csv(
         stratify=stratify,
     )
     kinds = column_kinds(frame.drop(columns=[target]))
-    spec.update(fit_features(frame.iloc[rows["train"]], kinds, missing, standardize))
-    sets = {
-        k: None if i is None else to_tensor_dataset(encode_frame(frame.iloc[i], spec), y[i], task)
-        for k, i in rows.items()
-    }
+    # Overflow (a 1e308 feature) is caught by check_finite on the result: no numpy warnings.
+    with np.errstate(over="ignore", invalid="ignore"):
+        spec.update(fit_features(frame.iloc[rows["train"]], kinds, missing, standardize))
+        x = {k: None if i is None else encode_frame(frame.iloc[i], spec) for k, i in rows.items()}
+    stats = () if spec["mean"] is None else (spec["mean"], spec["std"])
+    check_finite(x, spec["feature_names"], f"dataset.path: {file}", stats)
+    sets = {k: None if i is None else to_tensor_dataset(x[k], y[i], task) for k, i in rows.items()}
     names = spec["class_names"]
     meta = DataMeta(
         task=task,

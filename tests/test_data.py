@@ -7,6 +7,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from dltrain.config import options
 from dltrain.data.batches import TensorBatches, TokenDataset, make_batches
+from dltrain.data.splits import split_arrays
 from dltrain.registry import DATASETS, ConfigError
 
 from .conftest import compose_config
@@ -126,3 +127,30 @@ def test_noisy_binary_classes_are_separated() -> None:
     x, y = DATASETS.build("noisy_binary", cfg).train.tensors
     assert x[y == 0].mean() < -0.8 and x[y == 1].mean() > 0.8
     assert np.isclose(y.float().mean().item(), 0.5, atol=0.06)
+
+
+@pytest.mark.parametrize("standardize", [False, True])
+def test_array_features_or_targets_that_are_not_finite_are_named(standardize: bool) -> None:
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(40, 3)), np.arange(40) % 2
+    x[5, 1], x[::2, 2] = np.inf, 1e300  # inf; 1e300 overflows float32 and the std
+    split = dict(val_fraction=0.2, test_fraction=0.2, split_seed=0, stratify=True)
+    with pytest.raises(ConfigError) as err:
+        split_arrays(
+            x,
+            y,
+            "binary",
+            standardize=standardize,
+            feature_names=["a", "b", "c"],
+            source="dataset blobs",
+            **split,
+        )
+    [line] = str(err.value).splitlines()
+    assert line.startswith("dataset blobs: feature column(s) 'b', 'c' hold values that are not")
+    x[5, 1], x[:, 2] = 0.0, 1.0
+    targets = np.ones(40)
+    targets[3] = np.inf
+    with pytest.raises(ConfigError, match="dataset: 1 regression targets are not finite"):
+        split_arrays(
+            x, targets, "regression", standardize=standardize, **{**split, "stratify": False}
+        )

@@ -306,3 +306,57 @@ def test_training_on_a_csv_end_to_end(table: tuple[Path, pd.DataFrame], tmp_path
     assert json.loads((run_dir / "metrics.json").read_text())["status"] == "completed"
     saved = json.loads((run_dir / "preprocessing.json").read_text())
     assert saved["tabular"]["target"] == "deposit"
+
+
+def write_rows(path: Path, **columns: list) -> Path:
+    pd.DataFrame(columns).to_csv(path, index=False)
+    return path
+
+
+def test_a_target_with_one_value_is_not_a_classification(tmp_path: Path) -> None:
+    x = list(range(40))
+    path = write_rows(tmp_path / "one.csv", x=x, y=["yes"] * 40)
+    one_value = (
+        "dataset.target: column 'y' holds one value ('yes') in all 40 rows; a classifier needs "
+        "at least two classes"
+    )
+    for task in ("auto", "multiclass"):
+        assert str(_error(path=str(path), target="y", task=task)) == one_value
+    data = DATASETS.build("csv", {"path": str(path), "target": "y", "task": "binary"})
+    assert data.meta.class_names == ["no", "yes"] and data.meta.num_classes == 2  # known classes
+    assert set(data.train.tensors[1].tolist()) == {1}
+    write_rows(path, x=x, y=["red"] * 40)
+    assert "column 'y' holds one value ('red') in all 40 rows" in str(
+        _error(path=str(path), target="y")
+    )
+    write_rows(path, x=x, y=[3.0] * 40)
+    assert "holds one value ('3')" in str(_error(path=str(path), target="y", task="binary"))
+
+
+@pytest.mark.parametrize(
+    ("column", "standardize"),
+    [([1.0] * 39 + [np.inf], True), ([1.0] * 39 + [1e308], True), ([1.0] * 39 + [1e39], False)],
+    ids=["inf", "overflows-standardisation", "overflows-float32"],
+)
+def test_features_that_are_not_finite_are_named(
+    tmp_path: Path, column: list[float], standardize: bool
+) -> None:
+    path = write_rows(
+        tmp_path / "big.csv",
+        fine=list(range(40)),
+        big=column,
+        huge=[1e308, -1e308] * 20,
+        y=["a", "b"] * 20,
+    )
+    error = _error(path=str(path), target="y", drop=["huge"], standardize=standardize)
+    [line] = str(error).splitlines()
+    assert line.startswith(f"dataset.path: {path}: feature column(s) 'big' hold values that are")
+    assert "not finite" in line and "fine" not in line
+    both = str(_error(path=str(path), target="y", standardize=standardize))
+    assert "column(s) 'big', 'huge' hold" in both
+
+
+def test_regression_targets_that_are_not_finite_are_named(tmp_path: Path) -> None:
+    path = write_rows(tmp_path / "t.csv", x=list(range(40)), y=[0.5] * 39 + [np.inf])
+    error = _error(path=str(path), target="y", task="regression")
+    assert "column 'y' of t.csv: 1 regression targets are not finite" in str(error)

@@ -193,3 +193,56 @@ def test_real_sst2_reads(tmp_path: Path) -> None:
         pytest.skip(f"{SHARED / 'sst2'} is absent (the real data lives outside the repo)")
     data = DATASETS.build("sst2", options("sst2", path=str(SHARED / "sst2" / "SST-2")))
     assert len(data.train) + len(data.val) == 67349 and len(data.test) == 872
+
+
+def write_rows(path: Path, header: tuple[str, str], rows: list[tuple[str, str]]) -> Path:
+    with path.open("w", newline="") as f:
+        csv.writer(f).writerows([header, *rows])
+    return path
+
+
+def text_csv_error(path: Path, **extra: object) -> str:
+    """The one-line ConfigError of building text_csv on `path`."""
+    with pytest.raises(ConfigError) as err:
+        DATASETS.build("text_csv", options("text_csv", path=str(path), **extra))
+    [line] = str(err.value).splitlines()
+    return line
+
+
+def test_text_csv_refuses_empty_labels_one_class_and_no_text(tmp_path: Path) -> None:
+    columns = {"text_column": "review", "label_column": "stars"}
+    rows = [(t, "5") for t in GOOD * 3] + [(t, "1") for t in BAD * 3]
+    unlabelled = rows + [("no stars given", ""), ("blank stars", "  "), ("nothing", "")]
+    path = write_rows(tmp_path / "reviews.csv", ("review", "stars"), unlabelled)
+    assert text_csv_error(path, **columns) == (
+        "dataset text_csv: 3 rows of reviews.csv have an empty label in column 'stars'; "
+        "fill or remove them"
+    )
+    write_rows(path, ("review", "stars"), [(t, "5") for t in GOOD * 10])
+    assert text_csv_error(path, **columns) == (
+        "dataset.label_column: column 'stars' of reviews.csv holds one value ('5') in all 40 "
+        "rows; a classifier needs at least two classes"
+    )
+    write_rows(path, ("review", "stars"), [(" ", s) for _, s in rows])
+    assert "every text in the train split is empty (24 rows)" in text_csv_error(path, **columns)
+    write_rows(path, ("review", "stars"), [])
+    assert "has no rows under its header" in text_csv_error(path, **columns)
+
+
+def test_imdb_with_one_class_and_ag_news_with_bad_rows_are_named(tmp_path: Path) -> None:
+    folder = make_imdb(tmp_path)
+    for review in (folder / "train" / "neg").iterdir():
+        review.unlink()
+    with pytest.raises(ConfigError, match="holds one label \\('pos'\\) in all 6 rows"):
+        DATASETS.build("imdb", options("imdb", path=str(folder)))
+    news = tmp_path / "ag_news_csv"
+    news.mkdir()
+    (news / "test.csv").write_text('"1","title","body"\n"7","title","body"\n')
+    with pytest.raises(ConfigError, match="test.csv has class indices 7; expected 1..4 "):
+        DATASETS.build("ag_news", options("ag_news", path=str(news)))
+    (news / "test.csv").write_text('"1","title","body"\n"2","title"\n')
+    with pytest.raises(ConfigError, match="1 rows of .*test.csv do not hold 3 fields"):
+        DATASETS.build("ag_news", options("ag_news", path=str(news)))
+    (news / "test.csv").write_bytes(b'"1","caf\xe9","body"\n')  # Latin-1, not UTF-8
+    with pytest.raises(ConfigError, match="dataset ag_news: cannot read .*test.csv \\(.*utf-8"):
+        DATASETS.build("ag_news", options("ag_news", path=str(news)))

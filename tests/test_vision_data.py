@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import io
 import pickle
 import re
 import shutil
@@ -197,22 +198,66 @@ def test_a_read_only_folder_is_read_in_place(
     assert snapshot(tmp_path) == before and len(data.train) == 90
 
 
-def write_cifar(root: Path, n: int = 20) -> Path:
+class Py2Pickler(pickle._Pickler):
+    """Pickles as the official CIFAR-10 files were (Python 2, protocol 2): str and bytes as
+    BINSTRING, numpy's array rebuilder under its old module name numpy.core.multiarray."""
+
+    dispatch = dict(pickle._Pickler.dispatch)
+
+    def save_string(self, obj: str | bytes) -> None:
+        data = obj if isinstance(obj, bytes) else obj.encode("latin-1")
+        short = len(data) < 256
+        opcode, size = (pickle.SHORT_BINSTRING, "<B") if short else (pickle.BINSTRING, "<i")
+        self.write(opcode + struct.pack(size, len(data)) + data)
+        self.memoize(obj)
+
+    dispatch[str] = dispatch[bytes] = save_string
+
+    def save_global(self, obj: object, name: str | None = None) -> None:
+        module = "numpy.core.multiarray" if obj.__name__ == "_reconstruct" else obj.__module__
+        self.write(pickle.GLOBAL + f"{module}\n{obj.__name__}\n".encode())
+        self.memoize(obj)
+
+
+def py2_dumps(value: object) -> bytes:
+    """`value` pickled as Python 2's cPickle wrote the official CIFAR-10 batches."""
+    out = io.BytesIO()
+    Py2Pickler(out, protocol=2).dump(value)
+    return out.getvalue()
+
+
+def py3_dumps(value: object) -> bytes:
+    """`value` pickled by this Python and numpy (protocol 4: numpy._core.multiarray names)."""
+    return pickle.dumps(value, protocol=4)
+
+
+def write_cifar(root: Path, n: int = 20, dumps: Callable[[object], bytes] = py2_dumps) -> Path:
+    """A cifar-10-batches-py folder in the official format (Python 2 pickles by default)."""
     folder = root / "cifar-10-batches-py"
     folder.mkdir(parents=True)
     rng = np.random.default_rng(0)
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
         data = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
-        batch = {b"data": data, b"labels": [i % 10 for i in range(n)]}
-        (folder / name).write_bytes(pickle.dumps(batch))
-    (folder / "batches.meta").write_bytes(pickle.dumps({b"label_names": [b"airplane"]}))
+        batch = {
+            b"batch_label": b"training batch",
+            b"labels": [i % 10 for i in range(n)],
+            b"data": data,
+            b"filenames": [f"image_{i}.png".encode() for i in range(n)],
+        }
+        (folder / name).write_bytes(dumps(batch))
+    (folder / "batches.meta").write_bytes(dumps({b"label_names": [b"airplane"]}))
     return folder
 
 
+@pytest.mark.parametrize("dumps", [py2_dumps, py3_dumps])
 @pytest.mark.parametrize("archive", [False, True])
-def test_cifar10_python_batches(tmp_path: Path, archive: bool) -> None:
-    folder = write_cifar(tmp_path)
-    first = pickle.loads((folder / "data_batch_1").read_bytes())[b"data"][0]
+def test_cifar10_python_batches(
+    tmp_path: Path, archive: bool, dumps: Callable[[object], bytes]
+) -> None:
+    folder = write_cifar(tmp_path, dumps=dumps)
+    first = pickle.loads((folder / "data_batch_1").read_bytes(), encoding="bytes")[b"data"][0]
+    if dumps is py2_dumps:  # the official files' global, as Python 2's numpy named it
+        assert b"cnumpy.core.multiarray\n_reconstruct\n" in (folder / "test_batch").read_bytes()
     if archive:  # the official cifar-10-python.tar.gz, read without extracting
         with tarfile.open(tmp_path / "cifar-10-python.tar.gz", "w:gz") as tar:
             tar.add(folder, arcname="cifar-10-batches-py")

@@ -1,9 +1,15 @@
-"""Small helpers for datasets read from files: where data lives, IDX parsing, option checks."""
+"""Small helpers for datasets read from files: where data lives, IDX parsing, option checks.
+
+Everything on disk is untrusted: a file is opened only once os.stat shows a regular file (a FIFO
+or a device would block the reader forever), and every failure is a one-line ConfigError.
+"""
 
 from __future__ import annotations
 
 import gzip
 import os
+import stat
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +19,53 @@ from dltrain.registry import ConfigError
 IDX_IMAGES = 0x00000803  # unsigned bytes, 3 dimensions (count, rows, columns)
 IDX_LABELS = 0x00000801  # unsigned bytes, 1 dimension (count)
 MAX_IDX_BYTES = 1 << 32  # far above any real IDX file; guards against a garbled header
+NOT_REGULAR = (  # what os.stat can show instead of a regular file, as an error names it
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def reason(error: BaseException) -> str:
+    """An exception as one short line for a ConfigError (its message may span lines or pages)."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror  # without the file name, which the error names already
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= 200 else f"{text[:197]}..."
+
+
+def stat_of(path: Path, what: str) -> os.stat_result | None:
+    """os.stat of `path` (None: nothing there); ConfigError when it cannot be looked at."""
+    try:
+        return os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except (OSError, ValueError) as e:  # a name too long, a loop of links, a NUL byte
+        raise ConfigError(f"{what}: cannot look at {path} ({reason(e)})") from None
+
+
+def is_regular(path: Path, what: str) -> bool:
+    """Whether a regular file is at `path` (False: nothing); ConfigError for anything else there."""
+    found = stat_of(path, what)
+    if found is not None and not stat.S_ISREG(found.st_mode):
+        kind = next((name for test, name in NOT_REGULAR if test(found.st_mode)), "not a file")
+        raise ConfigError(f"{what}: {path} is {kind}, not a regular file")
+    return found is not None
+
+
+def is_folder(path: Path, what: str) -> bool:
+    """Whether a folder is at `path`; ConfigError when `path` cannot be looked at."""
+    found = stat_of(path, what)
+    return found is not None and stat.S_ISDIR(found.st_mode)
+
+
+def regular_file(path: Path, what: str) -> Path:
+    """`path` itself, once os.stat shows a regular file there; else a one-line ConfigError."""
+    if not is_regular(path, what):
+        raise ConfigError(f"{what}: no such file {path}")
+    return path
 
 
 def data_root(data_dir: str | None) -> Path:
@@ -31,14 +84,15 @@ def missing_files(dataset: str, expected: list[str]) -> ConfigError:
 
 
 def plain_or_gz(path: Path) -> Path | None:
-    """`path` if it is a file, else `path`.gz if that is one, else None."""
+    """`path` if it is a file, else `path`.gz if that is one, else None (ConfigError: neither)."""
     gz = path.with_name(f"{path.name}.gz")
-    return next((p for p in (path, gz) if p.is_file()), None)
+    return next((p for p in (path, gz) if is_regular(p, "dataset file")), None)
 
 
 def read_idx(path: Path, magic: int) -> np.ndarray:
     """The uint8 array in an IDX file (read in place, .gz too); ConfigError naming a bad file."""
     opener = gzip.open if path.suffix == ".gz" else open
+    regular_file(path, "dataset file")
     try:
         with opener(path, "rb") as f:
             header = f.read(4)
@@ -58,8 +112,8 @@ def read_idx(path: Path, magic: int) -> np.ndarray:
             array = np.empty(size, dtype=np.uint8)  # filled in place: no second copy in memory
             got = f.readinto(memoryview(array))
             extra = len(f.read(1))
-    except (OSError, EOFError) as e:  # unreadable, or a broken gzip stream
-        raise ConfigError(f"dataset file {path}: cannot be read ({e})") from None
+    except (OSError, EOFError, zlib.error) as e:  # unreadable, or a broken gzip stream
+        raise ConfigError(f"dataset file {path}: cannot be read ({reason(e)})") from None
     if got != size or extra:
         raise ConfigError(
             f"dataset file {path}: {'truncated' if got != size else 'has trailing bytes'}: "

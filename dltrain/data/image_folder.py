@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 from torchvision.io import ImageReadMode, decode_image
 from torchvision.transforms.v2.functional import pil_to_tensor, resize
 
-from dltrain.data.files import check_image_options
+from dltrain.data.files import check_image_options, is_folder, regular_file
 from dltrain.data.splits import DataMeta, DataSplits, check_fractions
 from dltrain.registry import DATASETS, ConfigError
 
@@ -33,6 +33,7 @@ def load_image(
 
     `source` names what asked for the file in the error for an undecodable one.
     """
+    regular_file(Path(path), source)  # a FIFO named like an image would block the decoder
     channels, height, width = shape
     try:
         image = decode_image(
@@ -64,11 +65,11 @@ class ImageFiles(Dataset):
 
 def layout(base: Path) -> tuple[Path, dict[str, Path | None]]:
     """The train folder, and the val/test folders given (None: to be split from train)."""
-    if (base / "train").is_dir():
+    if is_folder(base / "train", "dataset.root"):
         return base / "train", {
-            s: base / s if (base / s).is_dir() else None for s in ("val", "test")
+            s: base / s if is_folder(base / s, "dataset.root") else None for s in ("val", "test")
         }
-    if given := [s for s in ("val", "test") if (base / s).is_dir()]:
+    if given := [s for s in ("val", "test") if is_folder(base / s, "dataset.root")]:
         raise ConfigError(f"dataset.root: {base} has {' and '.join(given)}/ but no train/ folder")
     return base, {"val": None, "test": None}
 
@@ -164,7 +165,7 @@ def image_folder(
     check_image_options(random_crop_padding, image_size=image_size)
     check_fractions(val_fraction, test_fraction)
     base = Path(root).expanduser()
-    if not base.is_dir():
+    if not is_folder(base, "dataset.root"):
         raise ConfigError(f"dataset.root: {base} is not a folder")
     parts, classes = collect(base, val_fraction, test_fraction, split_seed)
     sets = {k: None if v is None else ImageFiles(*v, image_size) for k, v in parts.items()}

@@ -57,6 +57,47 @@ def check_fractions(val_fraction: float, test_fraction: float) -> None:
         )
 
 
+def check_finite(
+    features: dict[str, np.ndarray | None],
+    names: list[str] | None,
+    source: str,
+    stats: tuple[Any, ...] = (),
+) -> None:
+    """ConfigError naming the feature columns that hold inf or NaN in any split.
+
+    Run on the float32 features the model gets, so values that overflowed while being
+    standardised or stored (beyond float32's 3.4e38) are caught; `stats` (per-column mean and
+    std, the first columns) catch a std that overflowed into inf and turned a column into zeros.
+    """
+    bad: set[int] = set()
+    for values in stats:
+        flat = np.asarray(values, dtype=np.float64).reshape(-1)
+        bad.update(np.flatnonzero(~np.isfinite(flat)).tolist())
+    for x in features.values():
+        if x is not None and len(x):
+            bad.update(np.flatnonzero(~np.isfinite(x.reshape(len(x), -1)).all(axis=0)).tolist())
+    if not bad:
+        return
+    columns = [names[i] if names and i < len(names) else str(i) for i in sorted(bad)]
+    shown = ", ".join(f"'{c}'" for c in columns[:5]) + (", ..." if len(columns) > 5 else "")
+    raise ConfigError(
+        f"{source}: feature column(s) {shown} hold values that are not finite (inf or NaN, or "
+        "numbers too large to standardise or to store as float32, such as 1e308); remove those "
+        "rows or rescale the column(s)"
+    )
+
+
+def check_finite_targets(y: np.ndarray, source: str) -> None:
+    """ConfigError when regression targets hold inf or NaN, or overflow float32."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        bad = int((~np.isfinite(np.asarray(y, dtype=np.float32))).sum())
+    if bad:
+        raise ConfigError(
+            f"{source}: {bad} regression targets are not finite (inf or NaN, or too large to "
+            "store as float32); remove those rows or rescale the target"
+        )
+
+
 def split_indices(
     y: np.ndarray,
     task: str,
@@ -97,8 +138,12 @@ def split_arrays(
     standardize: bool,
     class_names: list[str] | None = None,
     feature_names: list[str] | None = None,
+    source: str = "dataset",
 ) -> DataSplits:
-    """Split features/targets into train/val/test (stratified for classification) as tensors."""
+    """Split features/targets into train/val/test (stratified for classification) as tensors.
+
+    `source` names the dataset in errors (non-finite features or targets).
+    """
     rows = split_indices(
         y,
         task,
@@ -110,12 +155,25 @@ def split_arrays(
     parts = {k: None if i is None else (x[i], y[i]) for k, i in rows.items()}
 
     preprocessing: dict[str, Any] = {}
-    if standardize:
-        mean = parts["train"][0].mean(axis=0)
-        std = parts["train"][0].std(axis=0)
-        std[std == 0] = 1.0
-        parts = {k: None if v is None else ((v[0] - mean) / std, v[1]) for k, v in parts.items()}
-        preprocessing["standardize"] = {"mean": mean.tolist(), "std": std.tolist()}
+    # Overflow is checked below, on the features themselves: numpy need not warn about it.
+    with np.errstate(over="ignore", invalid="ignore"):
+        if standardize:
+            mean = parts["train"][0].mean(axis=0)
+            std = parts["train"][0].std(axis=0)
+            std[std == 0] = 1.0
+            parts = {
+                k: None if v is None else ((v[0] - mean) / std, v[1]) for k, v in parts.items()
+            }
+            preprocessing["standardize"] = {"mean": mean.tolist(), "std": std.tolist()}
+        parts = {
+            k: None if v is None else (np.asarray(v[0], dtype=np.float32), v[1])
+            for k, v in parts.items()
+        }
+    stats = tuple(preprocessing.get("standardize", {}).values())
+    features = {k: None if v is None else v[0] for k, v in parts.items()}
+    check_finite(features, feature_names, source, stats)
+    if task == "regression":
+        check_finite_targets(y, source)
 
     meta = DataMeta(
         task=task,
@@ -181,6 +239,7 @@ def array_dataset(name: str, task: str | Callable[..., str]) -> Callable:
                 arrays.task,
                 class_names=arrays.class_names,
                 feature_names=arrays.feature_names,
+                source=f"dataset {name}",
                 **split,
             )
 

@@ -55,6 +55,8 @@ def target_spec(values: pd.Series, task: str, name: str) -> dict[str, Any]:
     Auto rule: yes/no or exactly 2 distinct values -> binary; text, category or bool -> multiclass;
     whole numbers with at most AUTO_MAX_CLASSES distinct values -> multiclass; else regression.
     Class names are the sorted original values as text (["no", "yes"] for a yes/no target).
+    A classifier needs two classes in the data, except an explicit binary task on a yes/no column:
+    its classes are known (no, yes) even when the file holds only one of them.
     """
     yes_no = _is_yes_no(values)
     if yes_no:
@@ -69,6 +71,13 @@ def target_spec(values: pd.Series, task: str, name: str) -> dict[str, Any]:
             task = "multiclass"
         else:
             task = "regression"
+    if distinct == 1 and task != "regression" and not (yes_no and task == "binary"):
+        only = values.iloc[0]
+        shown = {c: w for w, c in YES_NO.items()}[only] if yes_no else _shown(only, number)
+        raise ConfigError(
+            f"dataset.target: column '{name}' holds one value ({shown!r}) in all {len(values)} "
+            "rows; a classifier needs at least two classes"
+        )
     spec = {"target": name, "task": task, "target_yes_no": yes_no, "class_names": None}
     if task == "regression":
         if not number:
@@ -79,7 +88,7 @@ def target_spec(values: pd.Series, task: str, name: str) -> dict[str, Any]:
             )
         return spec
     if yes_no:
-        names = [word for word, code in YES_NO.items() if code in set(values)]
+        names = list(YES_NO)  # both, also when one is absent (explicit binary only, see above)
     elif number:
         names = [_label(v) for v in sorted(values.unique())]
     else:
@@ -91,6 +100,11 @@ def target_spec(values: pd.Series, task: str, name: str) -> dict[str, Any]:
             f"{'exactly 2' if task == 'binary' else 'at least 2'}; set dataset.task to fit"
         )
     return {**spec, "class_names": names}
+
+
+def _shown(value: Any, number: bool) -> str:
+    """A target value as an error shows it: as its class name would be."""
+    return _label(value) if number else str(value).strip()
 
 
 def encode_targets(frame: pd.DataFrame, spec: dict[str, Any]) -> np.ndarray:

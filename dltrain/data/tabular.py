@@ -11,12 +11,15 @@ import logging
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import pandas as pd
 
-from dltrain.data.files import data_root
+from dltrain.data.files import data_root, is_regular, reason, regular_file
 from dltrain.data.splits import (
     DataMeta,
     DataSplits,
+    check_finite,
+    check_finite_targets,
     check_fractions,
     split_indices,
     to_tensor_dataset,
@@ -38,6 +41,7 @@ BANK_FILES = ["bank_marketing/bank.csv", "bank.csv"]
 
 def read_table(path: Path, sep: str = ",", nrows: int | None = None) -> pd.DataFrame:
     """A CSV file (Parquet for .parquet/.pq) as a frame with string column names."""
+    regular_file(path, "dataset file")
     try:
         if path.suffix.lower() in PARQUET_SUFFIXES:
             frame = pd.read_parquet(path)
@@ -50,8 +54,7 @@ def read_table(path: Path, sep: str = ",", nrows: int | None = None) -> pd.DataF
             "(pip install pyarrow), or save the table as CSV"
         ) from None
     except (OSError, ValueError) as e:  # pandas' parser errors are ValueErrors
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ConfigError(f"dataset file {path}: cannot be read ({reason})") from None
+        raise ConfigError(f"dataset file {path}: cannot be read ({reason(e)})") from None
     frame.columns = [str(c) for c in frame.columns]
     return frame
 
@@ -78,8 +81,11 @@ def _check_options(
     problems = []
     if path is None:
         problems.append("dataset.path: set it to the CSV or Parquet file")
-    elif not Path(path).expanduser().is_file():
-        problems.append(f"dataset.path: no such file {Path(path).expanduser()}")
+    else:
+        try:
+            regular_file(Path(path).expanduser(), "dataset.path")
+        except ConfigError as e:
+            problems += e.problems
     if target is None:
         problems.append("dataset.target: set it to the column to predict")
     try:
@@ -140,10 +146,13 @@ def csv(
 ) -> DataSplits:
     """Any CSV (or Parquet) table: predict column `target` from the others (see module doc)."""
     _check_csv(path, target, drop, sep, val_fraction, test_fraction)
-    frame = _read_rows(Path(path).expanduser(), sep, target, list(drop or []), missing)
+    file = Path(path).expanduser()
+    frame = _read_rows(file, sep, target, list(drop or []), missing)
     spec = target_spec(frame[target], task, target)
     task = spec["task"]  # "auto" resolved
     y = encode_targets(frame, spec)
+    if task == "regression":
+        check_finite_targets(y, f"dataset.target: column '{target}' of {file.name}")
     rows = split_indices(
         y,
         task,
@@ -153,11 +162,13 @@ def csv(
         stratify=stratify,
     )
     kinds = column_kinds(frame.drop(columns=[target]))
-    spec.update(fit_features(frame.iloc[rows["train"]], kinds, missing, standardize))
-    sets = {
-        k: None if i is None else to_tensor_dataset(encode_frame(frame.iloc[i], spec), y[i], task)
-        for k, i in rows.items()
-    }
+    # Overflow (a 1e308 feature) is caught by check_finite on the result: no numpy warnings.
+    with np.errstate(over="ignore", invalid="ignore"):
+        spec.update(fit_features(frame.iloc[rows["train"]], kinds, missing, standardize))
+        x = {k: None if i is None else encode_frame(frame.iloc[i], spec) for k, i in rows.items()}
+    stats = () if spec["mean"] is None else (spec["mean"], spec["std"])
+    check_finite(x, spec["feature_names"], f"dataset.path: {file}", stats)
+    sets = {k: None if i is None else to_tensor_dataset(x[k], y[i], task) for k, i in rows.items()}
     names = spec["class_names"]
     meta = DataMeta(
         task=task,
@@ -185,7 +196,7 @@ def bank_marketing(
     """Bank Marketing (Kaggle's balanced 11,162-row subset): will a client subscribe a deposit?"""
     root = data_root(data_dir)
     candidates = [Path(path).expanduser()] if path else [root / f for f in BANK_FILES]
-    found = next((p for p in candidates if p.is_file()), None)
+    found = next((p for p in candidates if is_regular(p, "dataset.path")), None)
     if found is None:
         raise ConfigError(
             f"dataset bank_marketing: missing {' or '.join(map(str, candidates))}; put bank.csv "

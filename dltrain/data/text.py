@@ -16,7 +16,7 @@ import torch
 from sklearn.model_selection import train_test_split
 
 from dltrain.data.batches import TokenDataset
-from dltrain.data.files import data_root
+from dltrain.data.files import data_root, reason, regular_file, stat_of
 from dltrain.data.splits import DataMeta, DataSplits, check_fractions
 from dltrain.data.text_files import Texts, read_ag_news, read_imdb, read_sst2, read_text_csv
 from dltrain.registry import DATASETS, ConfigError
@@ -49,10 +49,11 @@ def load_tokenizer(path: str):
     """A trained tokenizer from its JSON file (a run's tokenizer.json)."""
     from tokenizers import Tokenizer
 
+    file = regular_file(Path(path).expanduser(), "dataset.tokenizer_file")
     try:
-        return Tokenizer.from_file(str(Path(path).expanduser()))
+        return Tokenizer.from_file(str(file))
     except Exception as e:  # tokenizers raises its own exception type for bad files
-        raise ConfigError(f"dataset.tokenizer_file: cannot load {path} ({e})") from None
+        raise ConfigError(f"dataset.tokenizer_file: cannot load {path} ({reason(e)})") from None
 
 
 def encode(tokenizer, texts: list[str], max_length: int) -> list[torch.Tensor]:
@@ -126,7 +127,24 @@ def locate(path: str | None, candidates: list[str]) -> Path:
     if path is not None:
         return Path(path).expanduser()
     root = data_root(None)
-    return next((root / c for c in candidates if (root / c).exists()), root / candidates[0])
+    found = (root / c for c in candidates if stat_of(root / c, "dataset.path") is not None)
+    return next(found, root / candidates[0])
+
+
+def check_train_split(name: str, texts: list[str], labels: list[str]) -> None:
+    """ConfigError for a train split a classifier cannot learn from: no text, or one class."""
+    if not texts:
+        raise ConfigError(f"dataset {name}: the train split is empty; point it at labelled texts")
+    if not any(text.strip() for text in texts):
+        raise ConfigError(
+            f"dataset {name}: every text in the train split is empty ({len(texts)} rows); "
+            "point the dataset at files that hold text (text_csv: check dataset.text_column)"
+        )
+    if len(set(labels)) < 2:
+        raise ConfigError(
+            f"dataset {name}: the train split holds one label ({labels[0]!r}) in all "
+            f"{len(labels)} rows; a classifier needs at least two classes"
+        )
 
 
 def _index(label: str, classes: list[str]) -> int:
@@ -163,6 +181,7 @@ def text_dataset(name: str, has_test_set: bool, **info: Any) -> Callable:
         def build(**options: Any) -> DataSplits:
             common = {k: options.pop(k, p.default) for k, p in TEXT_PARAMS.items()}
             splits, classes = read(**options)
+            check_train_split(name, *splits["train"])
             return text_splits(splits, classes=classes, **common)
 
         build.__signature__ = inspect.Signature(
@@ -196,7 +215,7 @@ def ag_news(path: str | None = None) -> tuple[dict[str, Texts], list[str]]:
     names = names or ["1", "2", "3", "4"]
     if "train" not in splits:  # only test.csv here: it becomes the pool everything is split from
         splits = {"train": splits.pop("test")}
-    # The CSVs number the classes 1-4 in the order of classes.txt.
+    # The CSVs number the classes 1-4 in the order of classes.txt (read_ag_news checked them).
     named = {
         k: (texts, [names[int(label) - 1] for label in labels])
         for k, (texts, labels) in splits.items()

@@ -8,8 +8,6 @@ device (dltrain.data.transforms), driven by meta.preprocessing.
 
 from __future__ import annotations
 
-import pickle
-import tarfile
 from functools import partial
 from pathlib import Path
 
@@ -18,11 +16,13 @@ import torch
 from sklearn.model_selection import train_test_split
 from torch.utils.data import TensorDataset
 
+from dltrain.data import cifar
 from dltrain.data.files import (
     IDX_IMAGES,
     IDX_LABELS,
     check_image_options,
     data_root,
+    is_regular,
     missing_files,
     plain_or_gz,
     read_idx,
@@ -37,8 +37,6 @@ IDX_FILES = {  # key -> (file name, magic number)
     "test_labels": ("t10k-labels-idx1-ubyte", IDX_LABELS),
 }
 IDX_FOLDERS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}  # torchvision's layout
-CIFAR_FOLDER, CIFAR_ARCHIVE = "cifar-10-batches-py", "cifar-10-python.tar.gz"
-CIFAR_BATCHES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
 CLASSES = {
     "mnist": [str(i) for i in range(10)],
     "fashion_mnist": [
@@ -63,10 +61,10 @@ Arrays = dict[str, np.ndarray]  # train_images, train_labels, test_images, test_
 def absent_files(name: str, root: Path) -> list[str]:
     """The expected data files of `name` under `root` that are not there (empty: all present)."""
     if name == "cifar10":
-        folder = root / CIFAR_FOLDER
-        if all((folder / b).is_file() for b in CIFAR_BATCHES) or (root / CIFAR_ARCHIVE).is_file():
+        folder, archive, what = root / cifar.FOLDER, root / cifar.ARCHIVE, "dataset cifar10"
+        if all(is_regular(folder / b, what) for b in cifar.BATCHES) or is_regular(archive, what):
             return []
-        return [f"{folder}/{{data_batch_1..5,test_batch}} (or {root / CIFAR_ARCHIVE})"]
+        return [f"{folder}/{{data_batch_1..5,test_batch}} (or {archive})"]
     raw = root / IDX_FOLDERS[name] / "raw"
     return [f"{raw / stem}(.gz)" for stem, _ in IDX_FILES.values() if not plain_or_gz(raw / stem)]
 
@@ -84,53 +82,6 @@ def read_idx_set(name: str, raw: Path) -> Arrays:
             )
         arrays[f"{split}_images"] = images[:, None]
     return arrays
-
-
-def read_cifar(root: Path) -> Arrays:
-    """CIFAR-10's python batches from root/cifar-10-batches-py or, unextracted, the official tar."""
-    folder = root / CIFAR_FOLDER
-    if all((folder / b).is_file() for b in CIFAR_BATCHES):
-        raw = {b: (folder / b).read_bytes() for b in CIFAR_BATCHES}
-    else:
-        raw = read_members(root / CIFAR_ARCHIVE, [f"{CIFAR_FOLDER}/{b}" for b in CIFAR_BATCHES])
-        raw = {b: raw[f"{CIFAR_FOLDER}/{b}"] for b in CIFAR_BATCHES}
-    batches = {b: cifar_batch(blob, b) for b, blob in raw.items()}
-    return {
-        "train_images": np.concatenate([batches[b][0] for b in CIFAR_BATCHES[:-1]]),
-        "train_labels": np.concatenate([batches[b][1] for b in CIFAR_BATCHES[:-1]]),
-        "test_images": batches["test_batch"][0],
-        "test_labels": batches["test_batch"][1],
-    }
-
-
-def read_members(archive: Path, names: list[str]) -> dict[str, bytes]:
-    """The named files of a .tar.gz, in one pass over the stream (the archive stays packed)."""
-    found = {}
-    try:
-        with tarfile.open(archive, "r:gz") as tar:
-            for member in tar:  # stream order: looking names up instead would re-read the gzip
-                if member.name in names:
-                    found[member.name] = tar.extractfile(member).read()
-    except (OSError, EOFError, tarfile.TarError) as e:
-        raise ConfigError(f"dataset file {archive}: cannot be read ({e})") from None
-    if absent := [n for n in names if n not in found]:
-        raise ConfigError(f"dataset file {archive}: lacks {', '.join(absent)}")
-    return found
-
-
-def cifar_batch(blob: bytes, batch: str) -> tuple[np.ndarray, np.ndarray]:
-    """Images (N, 3, 32, 32) and labels of one pickled CIFAR-10 batch."""
-    try:
-        entry = pickle.loads(blob, encoding="bytes")  # the official format is a pickle
-        images = np.asarray(entry[b"data"], np.uint8).reshape(-1, 3, 32, 32)
-        labels = np.asarray(entry[b"labels"], np.int64)
-    except Exception as e:  # any garbage: a wrong file, truncation, a different pickle
-        raise ConfigError(f"dataset cifar10: {batch} is not a CIFAR-10 batch ({e})") from None
-    if len(images) != len(labels):
-        raise ConfigError(
-            f"dataset cifar10: {batch} has {len(images)} images, {len(labels)} labels"
-        )
-    return images, labels
 
 
 def download(name: str, root: Path) -> None:
@@ -153,7 +104,7 @@ def load_arrays(name: str, root: Path, allow_download: bool = False) -> Arrays:
     if absent := absent_files(name, root):
         raise missing_files(name, absent)
     if name == "cifar10":
-        return read_cifar(root)
+        return cifar.read_cifar(root)
     return read_idx_set(name, root / IDX_FOLDERS[name] / "raw")
 
 

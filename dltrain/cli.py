@@ -19,7 +19,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from dltrain import preflight
+from dltrain import preflight, sweep_resume  # sweep_resume: registers its resolvers
 from dltrain.registry import ConfigError
 
 log = logging.getLogger("dltrain")
@@ -144,7 +144,7 @@ def continue_run(args: Any) -> None:
 
 
 def continue_sweep(args: Any) -> None:
-    """resume_sweep=<dir>: the sweep's jobs land in that dir again (hydra_main skips or resumes)."""
+    """resume_sweep=<dir>: each job goes to the dir of its settings' earlier job, or a new one."""
     sweep_dir = [o for o in args.overrides if o.startswith("resume_sweep=")]
     if not sweep_dir:
         return
@@ -153,7 +153,7 @@ def continue_sweep(args: Any) -> None:
     path = Path(sweep_dir[-1].partition("=")[2]).expanduser().resolve()
     if not path.is_dir():
         raise ConfigError(f"resume_sweep: {path} is not a sweep dir")
-    sys.argv.append(f"hydra.sweep.dir='{path}'")
+    sys.argv += sweep_resume.continue_overrides(path)
 
 
 _SWEEP = {"jobs": 0, "failed": 0}  # filled in when a sweep ends (ReportCallback)
@@ -181,7 +181,7 @@ def hydra_main(cfg: DictConfig) -> float | None:
             outcome, summary = previous_outcome(run_dir)
             if outcome == "completed":
                 print(f"dltrain: job {hydra_cfg.job.num} completed before: skipped")
-                return summary["metrics"].get(cfg.trainer.monitor)
+                return (summary.get("metrics") or {}).get(cfg.trainer.monitor)
             if outcome == "checkpoint":
                 cfg.resume = str(run_dir)
     if under_launcher():  # the other ranks train this job with rank 0

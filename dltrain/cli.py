@@ -19,7 +19,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from dltrain import preflight, run_dirs
+from dltrain import preflight, run_dirs, sweep_resume  # sweep_resume: registers resolvers
 from dltrain.failures import failure
 from dltrain.registry import ConfigError
 
@@ -188,7 +188,7 @@ def print_help(args: Any) -> bool:
 
 
 def continue_sweep(args: Any) -> None:
-    """resume_sweep=<dir>: the sweep's jobs land in that dir again (hydra_main skips or resumes)."""
+    """resume_sweep=<dir>: each job goes to the dir of its settings' earlier job, or a new one."""
     sweep_dir = [o for o in args.overrides if o.startswith("resume_sweep=")]
     if not sweep_dir:
         return
@@ -197,8 +197,9 @@ def continue_sweep(args: Any) -> None:
     path = Path(sweep_dir[-1].partition("=")[2]).expanduser().resolve()
     if not path.is_dir():
         raise ConfigError(f"resume_sweep: {path} is not a sweep dir")
-    args.overrides.append(f"hydra.sweep.dir={quoted(str(path))}")
-    sys.argv.append(args.overrides[-1])
+    extra = [f"hydra.sweep.dir={quoted(str(path))}", *sweep_resume.continue_overrides(path)]
+    args.overrides += extra  # preflight and the run-dir lock see the sweep's own dir
+    sys.argv += extra
 
 
 _SWEEP = {"jobs": 0, "failed": 0}  # filled in when a sweep ends (ReportCallback)
@@ -221,7 +222,7 @@ def hydra_main(cfg: DictConfig) -> float | None:
             outcome, summary = previous_outcome(run_dir)
             if outcome == "completed":
                 print(f"dltrain: job {hydra_cfg.job.num} completed before: skipped")
-                return summary["metrics"].get(cfg.trainer.monitor)
+                return (summary.get("metrics") or {}).get(cfg.trainer.monitor)
             if outcome == "checkpoint":
                 cfg.resume = str(run_dir)
     return run_job(cfg, run_dir, sweep)

@@ -7,21 +7,20 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import re
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 from rich.console import Console
 from rich.table import Table
 
 from dltrain.registry import did_you_mean
+from dltrain.run_files import read_overrides, read_summary, read_yaml
 
 SEED_KEYS = ("trainer.seed", "dataset.split_seed")
 NOT_SETTINGS = ("resume_sweep=", "resume=")  # how a job was started, not what it trained
@@ -36,6 +35,10 @@ Section = tuple[str, str, Cells]  # title, caption, cells: one table for the con
 
 class ReportError(ValueError):
     """Nothing to report, or a metric name that no run has."""
+
+
+class WriteError(Exception):
+    """A report file could not be written (a read-only folder, a file where the folder goes)."""
 
 
 def find_runs(paths: Iterable[str | Path]) -> list[Path]:
@@ -75,23 +78,33 @@ def collect(paths: str | Path | Iterable[str | Path]) -> pd.DataFrame:
 
 
 def _row(run_dir: Path, base: Path) -> dict[str, Any]:
-    overrides = [str(o) for o in _yaml(run_dir / ".hydra" / "overrides.yaml") or []]
-    overrides = [o for o in overrides if not o.startswith(NOT_SETTINGS)]
+    """One run's row. Its files are data from anywhere: one that cannot be read is noted in the
+    error column (metrics.json: status "unreadable"), and the run still gets its row."""
+    notes = []
+    overrides, why = read_overrides(run_dir)
+    if why:
+        notes.append(f"unreadable .hydra/overrides.yaml ({why}): no overrides")
+    overrides = [o for o in overrides or [] if not o.startswith(NOT_SETTINGS)]
     keyed = {k.lstrip("+~"): v for k, _, v in (o.partition("=") for o in overrides)}
-    path = run_dir / "metrics.json"
-    summary = json.loads(path.read_text()) if path.is_file() else {}
+    summary, why = read_summary(run_dir)
+    status = "unreadable" if why else (summary or {}).get("status", "unknown")
+    if why:
+        notes.insert(0, f"unreadable metrics.json ({why})")
+    summary = summary or {}
     row: dict[str, Any] = {"run": run_dir.relative_to(base).as_posix(), "_keys": list(keyed)}
-    row |= {"overrides": " ".join(overrides), **keyed, "status": summary.get("status", "unknown")}
-    row |= summary.get("metrics") or {}
+    row |= {"overrides": " ".join(overrides), **keyed, "status": status}
+    row |= {k: v for k, v in (summary.get("metrics") or {}).items() if "/" in k}
     row |= {f"last/{k}": v for k, v in (summary.get("last_metrics") or {}).items()}
     row |= {k.replace("_completed", ""): summary.get(k) for k in KEPT} | {"path": str(run_dir)}
     if row["seed"] is None:  # unfinished: the resolved config still records the seed
-        row["seed"] = ((_yaml(run_dir / "config.yaml") or {}).get("trainer") or {}).get("seed")
+        config, why = read_yaml(run_dir / "config.yaml")
+        if why:
+            notes.append(f"unreadable config.yaml ({why}): no seed")
+        trainer = config.get("trainer") if isinstance(config, dict) else None
+        row["seed"] = trainer.get("seed") if isinstance(trainer, dict) else None
+    if notes:
+        row["error"] = "; ".join([*([str(row["error"])] if row["error"] else []), *notes])
     return row
-
-
-def _yaml(path: Path) -> Any:
-    return yaml.safe_load(path.read_text()) if path.is_file() else None
 
 
 def override_columns(frame: pd.DataFrame) -> list[str]:
@@ -176,8 +189,10 @@ def loss_curves_figure(
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize="small")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    try:
+        fig.savefig(path, dpi=100)
+    finally:  # a figure left open on a failed save stays in pyplot's memory
+        plt.close(fig)
     return Path(path)
 
 
@@ -218,19 +233,31 @@ def write_report(
     if (summary["n"] > 1).any():  # seeds repeat: report each setting as mean ± spread
         tables.append(_summary_table(summary, shown, sort))
 
+    console = console or Console(width=None if sys.stdout.isatty() else 200)
+    for table in tables:  # first: a folder that takes no files still gets its comparison
+        console.print(_rich(*table))
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    frame.drop(columns="path").to_csv(out / "report.csv", index=False)
-    (out / "report.md").write_text("\n".join(_markdown(*table) for table in tables))
+    _writing(out, lambda: out.mkdir(parents=True, exist_ok=True))
+    csv, md, curves = out / "report.csv", out / "report.md", out / "curves.png"
+    _writing(csv, lambda: frame.drop(columns="path").to_csv(csv, index=False))
+    _writing(md, lambda: md.write_text("\n".join(_markdown(*table) for table in tables)))
     tags = list(dict.fromkeys([tag, f"val/{sort.rsplit('/', 1)[-1]}"]))
     runs = dict(zip(labels(frame), frame["path"], strict=True))
-    png = loss_curves_figure(runs, out / "curves.png", tags)
-    console = console or Console(width=None if sys.stdout.isatty() else 200)
-    for table in tables:
-        console.print(_rich(*table))
+    png = _writing(curves, lambda: loss_curves_figure(runs, curves, tags))
     written = ["report.csv", "report.md", *(["curves.png"] if png else [])]
     console.print(f"wrote {', '.join(written)} to {out}")
     return frame
+
+
+def _writing(path: Path, write: Callable[[], Any]) -> Any:
+    """write(); the OSError of a read-only folder, a full disk or a file in the way as one
+    WriteError line."""
+    try:
+        return write()
+    except (FileExistsError, NotADirectoryError) as e:
+        raise WriteError(f"cannot write {path}: a file is where a folder should be ({e})") from e
+    except OSError as e:
+        raise WriteError(f"cannot write {path}: {e.strerror or e}") from e
 
 
 def _default_sort(frame: pd.DataFrame) -> str:
@@ -331,6 +358,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ReportError as e:
         print(f"dltrain-report: {e}", file=sys.stderr)
         return 2
+    except WriteError as e:
+        print(f"dltrain-report: {e}", file=sys.stderr)
+        return 1
     return 0
 
 

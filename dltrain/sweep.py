@@ -3,17 +3,17 @@
 Parallel jobs (hydra/launcher=joblib) each get cores // n_jobs torch threads, so N jobs do not
 oversubscribe the machine, and on a machine with several GPUs each job is pinned to GPU
 `job number % GPUs`. With `resume_sweep`, a job whose run dir says it completed is skipped, one
-with a checkpoint continues from it, and the rest start fresh.
+with a checkpoint continues from it, and the rest start fresh (dltrain.sweep_resume finds the dir).
 """
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 from typing import Any
 
 import torch
+
+from dltrain.sweep_resume import previous_outcome  # noqa: F401  (hydra_main imports it from here)
 
 
 def threads_for_job(n_jobs: int, cores: int) -> int:
@@ -41,16 +41,3 @@ def share_machine(launcher: dict[str, Any], job_number: int, device: str) -> dic
         torch.cuda.set_device(gpu)
         shared["gpu"] = gpu
     return shared
-
-
-def previous_outcome(run_dir: Path) -> tuple[str, dict[str, Any]]:
-    """What an earlier attempt left in a job's dir: ("completed", summary), ("checkpoint", {}) or
-    ("none", {})."""
-    metrics = run_dir / "metrics.json"
-    if metrics.is_file():
-        summary = json.loads(metrics.read_text())
-        if summary.get("status") == "completed":
-            return "completed", summary
-    if (run_dir / "checkpoints" / "last.pt").is_file():
-        return "checkpoint", {}
-    return "none", {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -202,3 +203,75 @@ def test_the_callback_only_warns_when_the_report_fails(
     ReportCallback().on_multirun_end(config)
     err = capsys.readouterr().err
     assert err.startswith("dltrain: warning: no sweep report") and err.count("\n") == 1
+
+
+def test_unreadable_files_of_a_run_are_noted_and_the_rest_is_reported(
+    sweep: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    marker = tmp_path / "MARKER"
+    tagged = f'- !!python/object/apply:os.system ["touch {marker}"]\n'.encode()
+    bad = {  # run -> (metrics.json, .hydra/overrides.yaml, config.yaml); None: as the sweep left it
+        "not_json": (b"{not json", None, None),
+        "not_object": (b'["completed"]', None, None),
+        "not_utf8": (b'{"status": "\xff"}', None, None),
+        "tagged": (None, tagged, tagged),
+        "bytes": (None, b"- optimizer=\xff\n", b"trainer: {seed: \xfe}\n"),
+    }
+    for name, files in bad.items():
+        run_dir = shutil.copytree(sweep / "0", tmp_path / name)
+        paths = ("metrics.json", ".hydra/overrides.yaml", "config.yaml")
+        for path, content in zip(paths, files, strict=True):
+            if content is not None:
+                (run_dir / path).write_bytes(content)
+        if files[0] is None:  # unfinished: the seed would come from config.yaml
+            (run_dir / "metrics.json").unlink()
+    shutil.copytree(sweep / "1", tmp_path / "good")
+
+    frame = collect(tmp_path).set_index("run")
+    assert not marker.exists()  # read as data: nothing ran
+    unreadable = dict.fromkeys(["not_json", "not_object", "not_utf8"], "unreadable")
+    assert dict(frame["status"]) == {"good": "completed", **unreadable} | {
+        "tagged": "unknown",  # unfinished (no metrics.json), as the others could be
+        "bytes": "unknown",
+    }
+    assert frame.loc["good", "val/acc"] == metrics_json(sweep / "1")["metrics"]["val/acc"]
+    assert "unreadable metrics.json (not JSON (" in frame.loc["not_json", "error"]
+    assert "JSON list, not an object" in frame.loc["not_object", "error"]
+    assert "not UTF-8 text" in frame.loc["not_utf8", "error"]
+    for name in ("tagged", "bytes"):  # no overrides, no seed, and why
+        assert frame.loc[name, "overrides"] == "" and pd.isna(frame.loc[name, "seed"])
+        assert "unreadable .hydra/overrides.yaml (" in frame.loc[name, "error"]
+        assert "unreadable config.yaml (" in frame.loc[name, "error"]
+    assert "python/object/apply" in frame.loc["tagged", "error"]
+
+    assert main([str(tmp_path), "--out", str(tmp_path / "report")]) == 0
+    captured = capsys.readouterr()
+    assert "6 runs" in captured.out and "Traceback" not in captured.err
+    assert not marker.exists()
+
+
+def test_an_unwritable_output_folder_is_one_line_and_exit_1(
+    sweep: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    in_the_way = tmp_path / "file"
+    in_the_way.write_text("not a folder")
+    for out in (in_the_way, in_the_way / "report"):
+        assert main([str(sweep), "--out", str(out)]) == 1
+        captured = capsys.readouterr()
+        assert "4 runs" in captured.out  # the tables came first
+        assert captured.err.startswith(f"dltrain-report: cannot write {out}: a file is where")
+        assert captured.err.count("\n") == 1
+    if os.geteuid() != 0:  # root writes into read-only folders
+        read_only = tmp_path / "read_only"
+        read_only.mkdir(mode=0o555)
+        assert main([str(sweep), "--out", str(read_only)]) == 1
+        csv = read_only / "report.csv"
+        assert capsys.readouterr().err == f"dltrain-report: cannot write {csv}: Permission denied\n"
+    result = subprocess.run(
+        [str(BIN / "dltrain-report"), str(sweep), "--out", str(in_the_way)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"dltrain-report: cannot write {in_the_way}: ")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from dltrain.sweep import gpu_for_job, threads_for_job
+from dltrain.sweep import gpu_for_job, previous_outcome, threads_for_job
 
 from .test_cli import TINY, dltrain, run_dirs
 
@@ -53,6 +53,88 @@ def test_a_sweep_resumes_skipping_completed_jobs(tmp_path: Path) -> None:
         assert json.loads((job / "metrics.json").read_text())["status"] == "completed"
     assert "resumed" in (jobs[2] / "dltrain.log").read_text()
     assert (sweep / "report.csv").read_text().count("completed") == 4
+
+
+def test_resume_sweep_matches_jobs_by_their_settings_not_their_numbers(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    first = ["-m", "optimizer=sgd,adam", "model.hidden_sizes=[8],[16]", *TINY]
+    assert dltrain(tmp_path, *first, f"hydra.sweep.dir={sweep}").returncode == 0
+    old = {d.name: settings_of(d) for d in run_dirs(sweep)}
+    assert old["1"] == ("sgd", [16]) and old["3"] == ("adam", [16])
+    (sweep / "1" / "metrics.json").unlink()  # as if killed after its last checkpoint
+    kept = {n: results(sweep / n) for n in ("0", "2", "3")}
+
+    # [8] left out, [32] added, both lists in another order: jobs 1 and 3 keep their settings
+    second = ["-m", "optimizer=adam,sgd", "model.hidden_sizes=[32],[16]", *TINY]
+    result = dltrain(tmp_path, *second, f"resume_sweep={sweep}")
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stdout.splitlines() if "resume_sweep: job" in line]
+    assert len(lines) == 4
+    assert lines[0].endswith(f": no earlier job, new dir {sweep / '4'}")
+    assert lines[1].endswith(f"matches {sweep / '3'}: skipped")
+    assert lines[2].endswith(f": no earlier job, new dir {sweep / '5'}")
+    assert lines[3].endswith(f"matches {sweep / '1'}: resumed")
+    assert "job 3 (optimizer=sgd model.hidden_sizes=[16] " in lines[3]
+    assert "resumed" in (sweep / "1" / "dltrain.log").read_text()
+    for name, before in kept.items():  # skipped, or not in the new grid: not touched
+        assert results(sweep / name) == before
+    dirs = run_dirs(sweep)
+    assert [d.name for d in dirs] == ["0", "1", "2", "3", "4", "5"]
+    for run_dir in dirs:  # every dir holds one setting: its overrides, config and metrics agree
+        assert json.loads((run_dir / "metrics.json").read_text())["status"] == "completed"
+        config = yaml.safe_load((run_dir / "config.yaml").read_text())
+        setting = settings_of(run_dir)
+        assert (config["optimizer"]["name"], config["model"]["hidden_sizes"]) == setting
+        assert setting == old.get(run_dir.name, setting)  # an earlier job's dir kept its own
+    assert sorted(settings_of(d) for d in dirs[4:]) == [("adam", [32]), ("sgd", [32])]
+    assert "model.hidden_sizes=[8],[16]" in (sweep / "multirun.1.yaml").read_text()
+    assert "model.hidden_sizes=[32],[16]" in (sweep / "multirun.yaml").read_text()
+    assert not (sweep / ".resume_sweep").exists()  # the jobs' claims, gone with the sweep
+
+
+def results(run_dir: Path) -> tuple[int, str, str]:
+    """What a finished job left: its model's mtime, metrics.json and .hydra/overrides.yaml."""
+    files = (run_dir / "metrics.json", run_dir / ".hydra" / "overrides.yaml")
+    return (run_dir / "model.pt").stat().st_mtime_ns, *(f.read_text() for f in files)
+
+
+def settings_of(run_dir: Path) -> tuple[str, list[int]]:
+    """(optimizer, hidden sizes) of a job, as its .hydra/overrides.yaml says."""
+    overrides = dict(
+        o.split("=", 1) for o in yaml.safe_load((run_dir / ".hydra/overrides.yaml").read_text())
+    )
+    return overrides["optimizer"], yaml.safe_load(overrides["model.hidden_sizes"])
+
+
+def test_resume_sweep_reads_hostile_overrides_as_no_match(tmp_path: Path) -> None:
+    sweep, marker = tmp_path / "sweep", tmp_path / "MARKER"
+    grid = ["-m", "optimizer=sgd,adam", *TINY]
+    assert dltrain(tmp_path, *grid, f"hydra.sweep.dir={sweep}").returncode == 0
+    tagged = f'- !!python/object/apply:os.system ["touch {marker}"]\n'
+    (sweep / "0" / ".hydra" / "overrides.yaml").write_text(tagged)
+    (sweep / "1" / ".hydra" / "overrides.yaml").write_bytes(b"- optimizer=adam\n- \xff\xfe\n")
+
+    result = dltrain(tmp_path, *grid, f"resume_sweep={sweep}")
+    assert result.returncode == 0, result.stderr
+    assert not marker.exists()  # read as data: nothing ran
+    notices = [line for line in result.stdout.splitlines() if "is left alone" in line]
+    assert len(notices) == 2 and "Traceback" not in result.stderr + result.stdout
+    assert "0/.hydra/overrides.yaml: not plain YAML (" in notices[0]
+    assert "1/.hydra/overrides.yaml: not UTF-8 text" in notices[1]
+    assert result.stdout.count("no earlier job, new dir") == 2
+    for run_dir in (sweep / "2", sweep / "3"):  # the sweep ran, in dirs of its own
+        assert json.loads((run_dir / "metrics.json").read_text())["status"] == "completed"
+    assert (sweep / "1" / ".hydra" / "overrides.yaml").read_bytes().endswith(b"\xff\xfe\n")
+
+
+def test_previous_outcome_reads_a_bad_metrics_json_as_unreadable(tmp_path: Path) -> None:
+    for content in (b"{not json", b"[1, 2]", b"\xff\xfe{}", b'{"metrics": 3}'):
+        (tmp_path / "metrics.json").write_bytes(content)
+        outcome, summary = previous_outcome(tmp_path)
+        assert outcome == "none" and summary["unreadable"]
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "last.pt").write_bytes(b"")
+    assert previous_outcome(tmp_path) == ("checkpoint", {})
 
 
 def test_an_optuna_search_runs_its_trials(tmp_path: Path) -> None:

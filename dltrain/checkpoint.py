@@ -12,6 +12,7 @@ import math
 import os
 import random
 import re
+import stat
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from dltrain import __version__
 from dltrain.data.splits import DataMeta
-from dltrain.files import UnreadableFile, load_torch, save_torch, verified_zip
+from dltrain.files import UnreadableFile, kind_of, load_torch, save_torch, verified_zip
 from dltrain.parts import EpochProgress, FitState, Parts
 from dltrain.registry import ConfigError
 
@@ -31,6 +32,7 @@ FOR_TRAINING = {**FOR_INFERENCE, "optimizer": dict, "epoch": int, "step": int, "
 MAX_DEPTH = 32  # of a saved config: far beyond any real one
 MAX_INPUT_SIZE = 2**31  # values per sample a saved input shape may ask for
 TASKS = ("binary", "multiclass", "regression", "reconstruction")
+INSTANTIATION_KEYS = {"_target_", "_args_", "_partial_", "_recursive_", "_convert_"}
 
 
 def load(path: Path) -> Any:
@@ -49,7 +51,7 @@ def load_checkpoint(path: Path, training: bool = False) -> dict[str, Any]:
     needed = FOR_TRAINING if training else FOR_INFERENCE
     problems = [f"'{k}' missing" for k in needed if k not in saved]
     problems += [
-        f"'{k}' is a {type(saved[k]).__name__}, not a {kind.__name__}"
+        f"'{k}' should be a {kind.__name__}, not a {type(saved[k]).__name__}"
         for k, kind in needed.items()
         if k in saved and (not isinstance(saved[k], kind) or isinstance(saved[k], bool))
     ]
@@ -89,6 +91,13 @@ def _plain(value: Any, key: str, path: Path, depth: int) -> Any:
     if isinstance(value, dict):
         if not all(isinstance(k, str) for k in value):
             raise ConfigError(f"{path}: its config has a key that is not a string at {key or '/'}")
+        if depth == 0 and "hydra" in value:
+            raise ConfigError(f"{path}: its config key hydra is Hydra's own; a run config has none")
+        if found := INSTANTIATION_KEYS & set(value):
+            raise ConfigError(
+                f"{path}: its config has {min(found)} at {key or 'the top'}; a saved config holds "
+                "no instantiation keys (nothing in a run dir is instantiated)"
+            )
         return {k: _plain(v, f"{key}.{k}".lstrip("."), path, depth + 1) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_plain(v, f"{key}[{i}]", path, depth + 1) for i, v in enumerate(value)]
@@ -147,18 +156,21 @@ def find(target: str | Path, name: str) -> Path:
     """A checkpoint file given itself or by its run dir (whose checkpoints/<name> it means)."""
     path = Path(target).expanduser()
     try:
-        if path.is_dir():
-            file = path / "checkpoints" / name
-            if file.is_symlink():  # dltrain never links there: the run dir was edited
-                raise ConfigError(f"{file} is a symbolic link; a run dir's checkpoints are files")
-            if not file.is_file():
-                raise ConfigError(f"{path} is not a dltrain run dir: it has no checkpoints/{name}")
-            return file
-        if not path.exists():
-            raise ConfigError(f"{path}: no such run dir or checkpoint file")
+        if not path.is_dir():
+            if not path.exists():
+                raise ConfigError(f"{path}: no such run dir or checkpoint file")
+            return path  # a file the user named: theirs to choose
+        file = path / "checkpoints" / name
+        mode = os.lstat(file).st_mode
+    except FileNotFoundError:
+        raise ConfigError(f"{path} is not a dltrain run dir: no checkpoints/{name}") from None
     except OSError as e:  # a name too long, a folder that may not be entered
         raise ConfigError(f"{path}: {e.strerror or e}") from None
-    return path
+    if stat.S_ISLNK(mode):  # dltrain never links there: the run dir was edited
+        raise ConfigError(f"{file} is a symbolic link; a run dir's checkpoints are files")
+    if not stat.S_ISREG(mode):
+        raise ConfigError(f"{file} is {kind_of(mode)}, not a checkpoint file")
+    return file
 
 
 def resume_path(target: str | Path) -> Path:

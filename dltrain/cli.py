@@ -49,8 +49,20 @@ def main() -> None:
     """Entry point: check every job's config up front, then hand over to Hydra.
 
     Under a launcher of several ranks (torchrun, srun) only rank 0 runs Hydra, so there is one
-    run dir; the other ranks train each job it announces.
+    run dir; the other ranks train each job it announces. Whatever fails is one line on stderr.
     """
+    try:
+        launch_main()
+    except KeyboardInterrupt:
+        print("dltrain: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as e:  # outside a job (which reports its own): still one line
+        print(f"dltrain: {failure(e)}", file=sys.stderr)
+        sys.exit(1)
+
+
+def launch_main() -> None:
+    """main() in this process: alone, or as one rank of several."""
     if not under_launcher():
         return main_rank()
     from dltrain import distributed
@@ -254,6 +266,9 @@ def run_job(cfg: DictConfig, run_dir: Path, sweep: bool) -> float | None:
             file=sys.stderr,
         )
         sys.exit(130 if e.signal_name == "SIGINT" else 143)
+    except KeyboardInterrupt:  # before training began: there is no checkpoint to go on from
+        print(f"dltrain: interrupted before training started in {run_dir}", file=sys.stderr)
+        sys.exit(130)
     except Exception as e:  # diverged, a full disk, out of memory, a bug: one line, and why
         print(f"dltrain: {failure(e, run_dir)}", file=sys.stderr)
         return worst if sweep else sys.exit(1)
@@ -288,6 +303,8 @@ class ReportCallback(Callback):
 def report(problems: list[str]) -> None:
     """Print config problems, one per line, without a traceback."""
     unique = list(dict.fromkeys(problems))
-    noun = "problem" if len(unique) == 1 else "problems"
-    lines = [f"dltrain: {len(unique)} {noun} in the configuration:"] + [f"  - {p}" for p in unique]
-    print("\n".join(lines), file=sys.stderr)
+    if len(unique) == 1:
+        print(f"dltrain: {unique[0]}", file=sys.stderr)
+        return
+    listed = "".join(f"\n  - {p}" for p in unique)
+    print(f"dltrain: {len(unique)} problems in the configuration:{listed}", file=sys.stderr)

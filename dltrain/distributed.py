@@ -11,6 +11,7 @@ decision agrees: best epoch, early stopping, divergence, stopping on a signal. O
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import re
 import signal
@@ -226,13 +227,18 @@ def spawn(cfg: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     first = node_rank * devices
     ranks = f"ranks {first}-{first + devices - 1} of {nodes * devices}"
     log.info(f"starting {devices} DDP processes: {ranks}")
-    context = mp.start_processes(
-        _worker,
-        args=(first, rendezvous, cfg, str(run_dir), reports),
-        nprocs=devices,
-        join=False,
-        start_method="spawn",
-    )
+    try:
+        context = mp.start_processes(
+            _worker,
+            args=(first, rendezvous, cfg, str(run_dir), reports),
+            nprocs=devices,
+            join=False,
+            start_method="spawn",
+        )
+    except KeyboardInterrupt:  # Ctrl-C while the ranks start: none is left running
+        for child in multiprocessing.active_children():
+            child.terminate()
+        raise
     received: list[tuple[float, int, Any]] = []
     failure = None
     with _forwarding_signals(context.processes):

@@ -69,6 +69,9 @@ def command(prog: str, body: Callable[[], None]) -> None:
     except UnreadableFile as e:
         print(f"{prog}: {e}", file=sys.stderr)
         sys.exit(2)
+    except SaveError as e:  # an output that cannot be written: nothing else was changed
+        print(f"{prog}: {e}", file=sys.stderr)
+        sys.exit(1)
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         sys.exit(130)

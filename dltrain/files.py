@@ -142,7 +142,9 @@ def seal(zip_bytes: bytes) -> bytes:
 def verified_zip(path: Path, data: bytes) -> bytes:
     """`data` (the bytes of zip file `path`) if its seal, or else its zip CRCs, hold."""
     tail = data[-SEALED_COMMENT - 22 :]
-    if tail[-SEALED_COMMENT:].startswith(SEAL) and tail[:4] == END_OF_ZIP:
+    if tail[-SEALED_COMMENT:].startswith(SEAL):
+        if tail[:4] != END_OF_ZIP or tail[20:22] != SEALED_COMMENT.to_bytes(2, "little"):
+            raise UnreadableFile(f"{path} is corrupted: its zip end record is damaged")
         unsealed = data[: -SEALED_COMMENT - 2] + b"\0\0"
         expected = tail[-64:].decode("ascii", "replace")
         if hashlib.sha256(unsealed).hexdigest() != expected:
@@ -219,17 +221,23 @@ def save_safetensors(
 
 def load_safetensors(path: Path) -> dict[str, torch.Tensor]:
     """A verified safetensors file's tensors (no code runs on load)."""
+    return load_safetensors_bytes(read_regular(path, "weights file"), path)
+
+
+def load_safetensors_bytes(data: bytes, path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of the safetensors file `path`, read as `data`, once its checksum holds
+    (files dltrain wrote all carry one: a missing one is damage too)."""
     from safetensors.torch import load
 
-    data = read_regular(path, "weights file")
     try:
         header, body = _safetensors_parts(data)
     except ValueError as e:
         raise UnreadableFile(f"{path} is not a safetensors file ({e})") from None
     meta = header.get("__metadata__")
     expected = meta.get(SAFETENSORS_SEAL) if isinstance(meta, dict) else None
-    if expected is not None and expected != _safetensors_digest(header, body):
-        raise UnreadableFile(f"{path} is corrupted: its SHA-256 checksum does not match")
+    if expected != _safetensors_digest(header, body):  # dltrain reads only files it sealed
+        damage = "does not match" if expected else "is missing"
+        raise UnreadableFile(f"{path} is corrupted: its SHA-256 checksum {damage}")
     try:
         return load(data)
     except Exception as e:  # safetensors' own checks of offsets and sizes

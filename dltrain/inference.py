@@ -173,7 +173,10 @@ def evaluate_split(run: Loaded, split: str) -> dict[str, Any]:
         try:
             data = DATASETS.build(cfg.dataset.name, kwargs)
         except ConfigError as e:  # say which path of the run was not followed, if one was
-            raise ConfigError([*e.problems, *run.notes]) from None
+            if not run.notes:
+                raise
+            last = f"{e.problems[-1]} ({'; '.join(run.notes)})"
+            raise ConfigError([*e.problems[:-1], last]) from None
     align(data, meta)
     sets = {"train": data.train, "val": data.val, "test": data.test}
     if sets[split] is None:

@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
+from dltrain.data.files import is_folder, regular_file
 from dltrain.data.image_folder import EXTENSIONS, load_image
 from dltrain.data.splits import DataMeta
 from dltrain.data.table_encoding import encode_frame
@@ -72,8 +73,8 @@ def input_kind(meta: DataMeta) -> str:
 def read_inputs(path: Path, meta: DataMeta, text_column: str = "text") -> Inputs:
     """The inputs in `path`, encoded as training encoded them (saved preprocessing only)."""
     kind = input_kind(meta)
-    if not path.exists():
-        raise ConfigError(f"input: {path} does not exist")
+    if not is_folder(path, "input"):  # never a FIFO or a device: they block the reader
+        regular_file(path, "input")
     if kind == "images":
         files = image_files(path)
         names = [f.name if path.is_file() else f.relative_to(path).as_posix() for f in files]

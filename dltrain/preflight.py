@@ -110,7 +110,7 @@ def _job_problems(parser: OverridesParser, overrides: list[str], config_name: st
     group_overrides, key_overrides, problems = [], [], []
     for override in parser.parse_overrides(overrides):
         key = override.key_or_group
-        choices = _group_options(key)
+        choices = group_options(key)
         if _left_to_hydra(override):
             group_overrides.append(override.input_line)
         elif choices:
@@ -146,9 +146,13 @@ def _composed(config_name: str, group_overrides: tuple[str, ...]) -> DictConfig:
 
 
 @functools.lru_cache(maxsize=256)
-def _group_options(group: str) -> list[str]:
-    """The options of a config group (conf/ does not change while dltrain runs)."""
-    return GlobalHydra.instance().config_loader().get_group_options(group)
+def group_options(group: str) -> list[str]:
+    """The options of a config group (conf/ does not change while dltrain runs); none for a
+    name the file system cannot even look up (too long)."""
+    try:
+        return GlobalHydra.instance().config_loader().get_group_options(group)
+    except OSError:
+        return []
 
 
 def _left_to_hydra(override: Override) -> bool:
@@ -164,10 +168,10 @@ def unknown_options(group: str, value: object) -> list[str]:
     problems = []
     for v in (str(v) for v in values if v is not None):
         folder = v.rpartition("/")[0]  # presets in a sub-folder: optimizer=blobs_study/sgd
-        options = _group_options(f"{group}/{folder}" if folder else group)
+        options = group_options(f"{group}/{folder}" if folder else group)
         choices = [f"{folder}/{o}" if folder else o for o in options]
         if v not in choices:
-            choices = choices or _group_options(group)
+            choices = choices or group_options(group)
             problems.append(
                 f"{group}={v}: no such {group} option.{did_you_mean(v, choices)} "
                 f"Available: {', '.join(choices)}"

@@ -19,6 +19,7 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+from dltrain.failures import describe
 from dltrain.registry import did_you_mean
 from dltrain.run_files import read_overrides, read_summary, read_yaml
 
@@ -360,6 +361,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except WriteError as e:
         print(f"dltrain-report: {e}", file=sys.stderr)
+        return 1
+    except Exception as e:  # anything else a run dir holds: one line, never a traceback
+        print(f"dltrain-report: {describe(e)}", file=sys.stderr)
         return 1
     return 0
 

@@ -11,14 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
 from dltrain import checkpoint
 from dltrain.config import check_config
-from dltrain.preflight import message, unknown_key, unknown_options
+from dltrain.preflight import group_options, message, unknown_key, unknown_options
 from dltrain.registry import ConfigError
 from dltrain.train import PLACES
 
@@ -60,7 +59,7 @@ def _override_problems(cfg: DictConfig, override: Any) -> list[str]:
         return [f"{line}: resume continues one run; a sweep is continued with -m resume_sweep="]
     if key.startswith("hydra") or override.package is not None or override.type.name != "CHANGE":
         return [f"{line}: a resumed run takes only key=value for existing keys ({allowed})"]
-    if GlobalHydra.instance().config_loader().get_group_options(key):  # a group: model=cnn
+    if group_options(key):  # a group: model=cnn
         unknown = unknown_options(key, override.value())
         current = OmegaConf.select(cfg, f"{key}.name", default=None)
         if unknown or override.value() == current:

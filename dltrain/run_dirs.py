@@ -60,7 +60,10 @@ def lock(folder: Path, key: str = "run dir") -> None:
     folder = folder.absolute()
     if folder in _held:
         return
-    file = open(folder / LOCK_FILE, "a+")  # noqa: SIM115 - held open while the process lives
+    try:
+        file = open(folder / LOCK_FILE, "a+")  # noqa: SIM115 - held open while the process lives
+    except OSError as e:
+        raise ConfigError(f"{key}: cannot lock {folder}: {e.strerror}") from None
     try:
         fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as e:

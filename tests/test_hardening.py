@@ -79,6 +79,10 @@ BAD = [
     (["trainer.precision=fp8"], r"trainer\.precision: must be one of 32, bf16-mixed, 16-mixed"),
     (["regularization=l3"], r"regularization=l3: no such regularization option.*Available:"),
     (["loss=mse"], r"loss=mse: does not fit dataset .* Choose one of:"),
+    (["trainer.seed=100000000000000000000000"], r"trainer\.seed: must be in \[0, 2\*\*32 - 1\]"),
+    (["trainer.devices=64"], r"trainer\.devices: 64 processes on this machine, but this"),
+    (["trainer.divergence_threshold=-1"], r"trainer\.divergence_threshold: must be >= 0"),
+    ([f"{'k' * 300}=1"], r"k{300}: no such key at the top level"),
     (
         ["dataset.val_fraction=0.6", "dataset.test_fraction=0.5"],
         # (or, for a dataset without a test_fraction: that there is none)
@@ -86,16 +90,19 @@ BAD = [
         r"|dataset\.test_fraction: no such key in dataset",
     ),
 ]
+EXISTING = "outputs/2020-01-01/00-00-00"  # a finished run (the fixture makes it)
 # Wrong data (at most one of these per command line: each picks a dataset).
 CSV = ["dataset=csv", "dataset.target=y"]
 BAD_DATA = [
     ([*CSV, "dataset.path=missing.csv"], r"dataset\.path: no such file"),
     (["dataset=csv", "dataset.path=table.csv", "dataset.target=z"], r"dataset\.target: no col"),
     (["dataset=mnist", "dataset.data_dir=nowhere"], r"dataset mnist: missing .*nowhere"),
+    ([*CSV, f"dataset.path={'p' * 300}.csv"], r"dataset\.path: .*\(File name too long\)"),
+    ([f"hydra.run.dir={EXISTING}"], r"hydra\.run\.dir: .* already holds a run \(config\.yaml\)"),
 ]
 # Right anywhere, and touching no key a wrong piece sets.
 GOOD = [
-    "trainer.seed=3",
+    "trainer.monitor_mode=min",
     "trainer.log_every_n_steps=5",
     "trainer.deterministic=true",
     "trainer.num_workers=0",
@@ -103,7 +110,6 @@ GOOD = [
     "scheduler=step",
     "model.dropout=0.1",
 ]
-EXISTING = "outputs/2020-01-01/00-00-00"
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +153,7 @@ def bad_command_lines(draw: st.DrawFn) -> tuple[list[str], list[str]]:
     patterns = [p for _, p in wrong]
     if draw(st.booleans()):  # continuing the finished run: its model, data, ... cannot change
         args.append(f"resume={EXISTING}")
-        patterns.append(r"a resumed run keeps its")
+        patterns += [r"a resumed run keeps its", r"a resumed run takes only key=value"]
     return list(draw(st.permutations(args))), patterns
 
 

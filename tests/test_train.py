@@ -7,12 +7,15 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from torch.utils.data import TensorDataset
 
 from dltrain import checkpoint
+from dltrain.data.batches import TensorBatches
 from dltrain.data.splits import DataMeta
 from dltrain.files import save_torch
-from dltrain.loop import DivergedError
-from dltrain.registry import ConfigError
+from dltrain.loop import DivergedError, train_one_epoch
+from dltrain.parts import StepOptions
+from dltrain.registry import LOSSES, ConfigError
 from dltrain.regularization import Dropout
 from dltrain.train import build_model, run
 
@@ -251,3 +254,25 @@ def test_dry_run_reports_shapes_and_saves_nothing(
     assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "metrics.json").exists()
     shown = capsys.readouterr().out
     assert "output shape" in shown and "(64, 10)" in shown and "trainable" in shown
+
+
+def test_a_loss_that_explodes_is_divergence_even_while_finite(tmp_path: Path) -> None:
+    cfg = compose_config(*FAST, "optimizer.lr=1e6")  # used to end "completed" at chance accuracy
+    with pytest.raises(DivergedError, match=r"the training loss exploded to .* over 10000x the"):
+        run(cfg, tmp_path)
+    summary = json.loads((tmp_path / "metrics.json").read_text())
+    assert summary["status"] == "diverged" and "exploded" in summary["error"]
+    run(compose_config(*FAST, "optimizer.lr=1e6", "trainer.divergence_threshold=0"), tmp_path / "b")
+
+
+def test_non_finite_outputs_under_bce_are_divergence_not_a_torch_error() -> None:
+    x = torch.randn(32, 3)
+    x[5] = float("inf")  # a sample the model turns into NaN outputs; BCE rejects those
+    batches = TensorBatches(TensorDataset(x, torch.randint(0, 2, (32,))), 8, False, 0)
+    model, loss = torch.nn.Linear(3, 1), LOSSES.build("bce", {})
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    opts = StepOptions(device=torch.device("cpu"))
+    with pytest.raises(
+        DivergedError, match=r"the model's outputs became NaN or infinite at step \d"
+    ):
+        train_one_epoch(model, batches, loss, optimizer, 0, opts, lambda *a: None)

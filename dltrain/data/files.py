@@ -14,18 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
+from dltrain.files import kind_of
 from dltrain.registry import ConfigError
 
 IDX_IMAGES = 0x00000803  # unsigned bytes, 3 dimensions (count, rows, columns)
 IDX_LABELS = 0x00000801  # unsigned bytes, 1 dimension (count)
 MAX_IDX_BYTES = 1 << 32  # far above any real IDX file; guards against a garbled header
-NOT_REGULAR = (  # what os.stat can show instead of a regular file, as an error names it
-    (stat.S_ISDIR, "a folder"),
-    (stat.S_ISFIFO, "a FIFO"),
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-    (stat.S_ISSOCK, "a socket"),
-)
 
 
 def reason(error: BaseException) -> str:
@@ -50,8 +44,7 @@ def is_regular(path: Path, what: str) -> bool:
     """Whether a regular file is at `path` (False: nothing); ConfigError for anything else there."""
     found = stat_of(path, what)
     if found is not None and not stat.S_ISREG(found.st_mode):
-        kind = next((name for test, name in NOT_REGULAR if test(found.st_mode)), "not a file")
-        raise ConfigError(f"{what}: {path} is {kind}, not a regular file")
+        raise ConfigError(f"{what}: {path} is {kind_of(found.st_mode)}, not a regular file")
     return found is not None
 
 

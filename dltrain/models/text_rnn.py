@@ -8,6 +8,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from dltrain.data.files import regular_file
 from dltrain.models.varlen import VarLengthRNN
 from dltrain.registry import MODELS, ConfigError
 
@@ -44,8 +45,7 @@ class TextRNN(nn.Module):
 
 def load_vectors(embedding: nn.Embedding, path: Path, vocab: list[str]) -> int:
     """Fill rows of known tokens from a word2vec/GloVe/fastText text file; returns how many."""
-    if not path.is_file():
-        raise ConfigError(f"model.vectors: {path} does not exist")
+    regular_file(path, "model.vectors")  # never a FIFO: reading one would block
     index = {token: i for i, token in enumerate(vocab)}
     found = 0
     with torch.no_grad(), path.open(encoding="utf-8", errors="replace") as f:

@@ -28,12 +28,12 @@ from rich.console import Console
 from torch import nn
 from torchvision import datasets, transforms
 
-from dltrain.cli import compose_config
+from dltrain.build.run import build_run
+from dltrain.built_run import BuiltRun
+from dltrain.composition import compose_config
 from dltrain.loop import train_one_epoch
-from dltrain.parts import Parts
 from dltrain.registry import MODELS
-from dltrain.tracking import track
-from dltrain.train import build
+from dltrain.tracking.console import track
 
 MEAN, STD = 0.1307, 0.3081
 
@@ -85,7 +85,7 @@ def tensors_epoch(images: torch.Tensor, labels: torch.Tensor, batch_size: int) -
     return lambda: plain_epoch(batches())
 
 
-def dltrain_parts(data_dir: str, overrides: list[str]) -> Parts:
+def dltrain_run(data_dir: str, overrides: list[str]) -> BuiltRun:
     """Everything dltrain builds for `experiment=mnist_cnn` (without a validation split)."""
     cfg = compose_config(
         "experiment=mnist_cnn",
@@ -96,28 +96,28 @@ def dltrain_parts(data_dir: str, overrides: list[str]) -> Parts:
         *overrides,
     )
     quiet = Console(file=open(os.devnull, "w"))  # noqa: SIM115 - lives as long as the process
-    return build(cfg, Path(tempfile.mkdtemp(prefix="mnist-dltrain-")), quiet)
+    return build_run(cfg, Path(tempfile.mkdtemp(prefix="mnist-dltrain-")), quiet)
 
 
-def dltrain_epoch(parts: Parts) -> Callable[[], None]:
+def dltrain_epoch(built: BuiltRun) -> Callable[[], None]:
     """Variant c: dltrain's train_one_epoch, wrapped in its progress bar as fit() does."""
 
     def epoch() -> None:
         model = make_model()
-        if parts.trainer.channels_last:
+        if built.trainer.channels_last:
             model = model.to(memory_format=torch.channels_last)
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-        batches = parts.batches["train"]
-        with parts.tracker.progress() as progress:
+        batches = built.batches["train"]
+        with built.tracker.progress() as progress:
             bar = progress.add_task("training", total=len(batches), status="")
             train_one_epoch(
                 model,
                 track(progress, bar, batches, "epoch 1/1"),
-                parts.loss_fn,
+                built.loss_fn,
                 optimizer,
                 0,
-                parts.opts,
-                parts.tracker.scalars,
+                built.context,
+                built.tracker.scalars,
             )
 
     return epoch
@@ -132,14 +132,14 @@ def main() -> None:
     parser.add_argument("--dltrain", nargs="*", default=[], help="extra dltrain overrides")
     args = parser.parse_args()
 
-    parts = dltrain_parts(args.data_dir, [f"trainer.batch_size={args.batch_size}", *args.dltrain])
-    images, labels = parts.data.train.tensors
+    built = dltrain_run(args.data_dir, [f"trainer.batch_size={args.batch_size}", *args.dltrain])
+    images, labels = built.data.train.tensors
     variants = {
         "dataloader": dataloader_epoch(
             Path(args.data_dir) / "MNIST" / "raw", args.batch_size, args.workers
         ),
         "tensors": tensors_epoch(images, labels, args.batch_size),
-        "dltrain": dltrain_epoch(parts),
+        "dltrain": dltrain_epoch(built),
     }
     times: dict[str, list[float]] = {name: [] for name in variants}
     for repeat in range(args.repeats):

@@ -38,13 +38,13 @@ import torch
 from rich.console import Console
 from torch import nn
 
-from dltrain.cli import compose_config
+from dltrain.build.run import build_run
+from dltrain.built_run import BuiltRun, FitState
+from dltrain.composition import compose_config
 from dltrain.loop import after_step, fit_epoch
-from dltrain.parts import FitState, Parts
 from dltrain.registry import MODELS, OPTIMIZERS
 from dltrain.signals import GracefulStop
-from dltrain.tracking import track
-from dltrain.train import build
+from dltrain.tracking.console import track
 
 BATCH = 64
 
@@ -76,7 +76,7 @@ def plain_epoch(batches: Iterable[tuple[torch.Tensor, ...]]) -> float:
     return time.perf_counter() - begin
 
 
-def dltrain_parts(samples: int) -> Parts:
+def dltrain_run(samples: int) -> BuiltRun:
     """Everything dltrain builds for the benchmark's run, its console a terminal into /dev/null."""
     cfg = compose_config(
         "dataset=blobs",
@@ -91,20 +91,20 @@ def dltrain_parts(samples: int) -> Parts:
         f"trainer.batch_size={BATCH}",
     )
     terminal = Console(file=open(os.devnull, "w"), force_terminal=True, width=120)  # noqa: SIM115
-    return build(cfg, Path(tempfile.mkdtemp(prefix="overhead-")), terminal)
+    return build_run(cfg, Path(tempfile.mkdtemp(prefix="overhead-")), terminal)
 
 
-def dltrain_epoch(parts: Parts) -> float:
+def dltrain_epoch(built: BuiltRun) -> float:
     """Seconds of one epoch as fit() runs it (a fresh model), the bar started off the clock."""
-    parts.model = make_model()
-    parts.optimizer = OPTIMIZERS.build("adam", {"lr": 1e-3}, params=parts.model.parameters())
+    built.model = make_model()
+    built.optimizer = OPTIMIZERS.build("adam", {"lr": 1e-3}, params=built.model.parameters())
     state = FitState()
-    with parts.tracker.progress() as progress, GracefulStop() as stop:
-        bar = progress.add_task("training", total=len(parts.batches["train"]), status="")
+    with built.tracker.progress() as progress, GracefulStop() as stop:
+        bar = progress.add_task("training", total=len(built.batches["train"]), status="")
         begin = time.perf_counter()
-        batches = track(progress, bar, parts.batches["train"], "epoch 1/1")
-        fit_epoch(parts, state, batches, partial(after_step, parts, state, stop))
-        parts.tracker.flush()  # fit's checkpoint at each epoch end flushes TensorBoard
+        batches = track(progress, bar, built.batches["train"], "epoch 1/1")
+        fit_epoch(built, state, batches, partial(after_step, built, state, stop))
+        built.tracker.flush()  # fit's checkpoint at each epoch end flushes TensorBoard
         return time.perf_counter() - begin
 
 
@@ -141,13 +141,13 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=50_000)
     parser.add_argument("--no-startup", action="store_true", help="skip the start-up timing")
     args = parser.parse_args()
-    parts = dltrain_parts(args.samples)
-    x, y = parts.data.train.tensors
+    built = dltrain_run(args.samples)
+    x, y = built.data.train.tensors
 
     variants = {
         "plain": lambda: plain_epoch(textbook_batches(x, y)),
-        "plain on dltrain's batches": lambda: plain_epoch(parts.batches["train"]),
-        "dltrain": lambda: dltrain_epoch(parts),
+        "plain on dltrain's batches": lambda: plain_epoch(built.batches["train"]),
+        "dltrain": lambda: dltrain_epoch(built),
     }
     times: dict[str, list[float]] = {name: [] for name in variants}
     order = random.Random(0)

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import partial
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from dltrain.data.splits import check_fractions
 from dltrain.device import select_device
+from dltrain.errors import ConfigError, did_you_mean
 from dltrain.metrics import metric_names
 from dltrain.registry import (
     DATASETS,
@@ -22,11 +21,10 @@ from dltrain.registry import (
     OPTIMIZERS,
     REGULARIZERS,
     SCHEDULERS,
-    ConfigError,
     Registry,
     check_kwargs,
-    did_you_mean,
 )
+from dltrain.trainer_options import TrainerOptions, usable_cpus
 
 # Values the training recipe passes to builders itself; they are not config options.
 RUNTIME = {
@@ -44,68 +42,6 @@ REGISTRIES = {
     "scheduler": SCHEDULERS,
 }
 NOT_BUILDER_OPTIONS = ("name", "init")
-PRECISIONS = {"32": None, "bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
-
-
-@dataclass
-class TrainerOptions:
-    """The `trainer` group: how a run is executed."""
-
-    epochs: int = 10
-    batch_size: int = 64
-    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
-    seed: int | None = None
-    deterministic: bool = False
-    log_every_n_steps: int = 10
-    num_workers: int = 0
-    monitor: str = "val/loss"
-    monitor_mode: Literal["min", "max"] = "min"
-    precision: str | int = "32"  # 32 | bf16-mixed | 16-mixed (CUDA only)
-    channels_last: bool = False
-    compile: bool = False
-    histogram_every_n_epochs: int = 0  # weight histograms in TensorBoard; 0: never
-    checkpoint_every_n_steps: int = 0  # mid-epoch checkpoints (last.pt); 0: at epoch ends only
-    keep_checkpoints: int = 0  # also keep the newest K as checkpoints/step-<step>.pt
-    dry_run: bool = False  # one training and one evaluation batch, a report, nothing saved
-    detect_anomaly: bool = False  # autograd anomaly detection: slow, names the op that made NaN
-    devices: int = 1  # processes per node (one per GPU); more than one trains with DDP
-    num_nodes: int = 1  # machines; each runs `devices` processes
-    strategy: Literal["auto", "ddp"] = "auto"  # auto: DDP whenever more than one process trains
-    oversubscribe: bool = False  # allow more CPU processes (devices) than this process's CPUs
-    divergence_threshold: float = 1e4  # a loss this many times the first step's has diverged
-
-    def __post_init__(self) -> None:
-        minimums = {
-            "epochs": 1,
-            "batch_size": 1,
-            "log_every_n_steps": 1,
-            "num_workers": 0,
-            "histogram_every_n_epochs": 0,
-            "checkpoint_every_n_steps": 0,
-            "keep_checkpoints": 0,
-            "devices": 1,
-            "num_nodes": 1,
-        }
-        problems = [
-            f"trainer.{key}: must be at least {low}, got {getattr(self, key)}"
-            for key, low in minimums.items()
-            if getattr(self, key) < low
-        ]
-        if self.seed is not None and not 0 <= self.seed < 2**32:
-            problems.append(f"trainer.seed: must be in [0, 2**32 - 1] or null, got {self.seed}")
-        if self.divergence_threshold < 0:
-            problems.append(
-                "trainer.divergence_threshold: must be >= 0 (0: stop on non-finite losses only), "
-                f"got {self.divergence_threshold}"
-            )
-        self.precision = str(self.precision)
-        if self.precision not in PRECISIONS:
-            problems.append(
-                f"trainer.precision: must be one of {', '.join(PRECISIONS)}, got "
-                f"'{self.precision}'.{did_you_mean(self.precision, PRECISIONS)}"
-            )
-        if problems:
-            raise ConfigError(problems)
 
 
 def options(node: DictConfig | dict) -> dict[str, Any]:
@@ -214,14 +150,6 @@ def _check_trainer(trainer: TrainerOptions) -> None:
         )
     if device.type == "mps" and trainer.devices * trainer.num_nodes > 1:
         raise ConfigError("trainer.devices: several processes train on cuda or cpu, not mps")
-
-
-def usable_cpus() -> int:
-    """The CPUs this process may run on (its affinity mask), not the machine's count."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # no affinity on this OS
-        return os.cpu_count() or 1
 
 
 def _regularization_problems(cfg: DictConfig) -> list[str]:

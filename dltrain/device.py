@@ -8,7 +8,7 @@ import random
 import numpy as np
 import torch
 
-from dltrain.registry import ConfigError
+from dltrain.errors import ConfigError
 
 
 def select_device(name: str, local_rank: int = 0) -> torch.device:

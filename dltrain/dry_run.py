@@ -9,15 +9,15 @@ from omegaconf import OmegaConf
 from rich.table import Table
 from torch import nn
 
+from dltrain.built_run import BuiltRun
 from dltrain.loop import evaluate, train_one_epoch
-from dltrain.parts import Parts
 
 
-def dry_run(parts: Parts) -> dict[str, Any]:
+def dry_run(built: BuiltRun) -> dict[str, Any]:
     """One training step and one evaluation batch; prints config, parameters and shapes."""
-    console = parts.tracker.console
-    console.print(OmegaConf.to_yaml(parts.cfg, resolve=True))
-    model = parts.model
+    console = built.tracker.console
+    console.print(OmegaConf.to_yaml(built.cfg, resolve=True))
+    model = built.model
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     shapes: list[tuple[str, str, str]] = []
@@ -26,22 +26,22 @@ def dry_run(parts: Parts) -> dict[str, Any]:
         for name, module in model.named_modules()
         if not list(module.children())
     ]
-    batch = next(iter(parts.batches["train"]))
+    batch = next(iter(built.batches["train"]))
     loss, _ = train_one_epoch(
-        model, [batch], parts.loss_fn, parts.optimizer, 0, parts.opts, lambda *_: None
+        model, [batch], built.loss_fn, built.optimizer, 0, built.context, lambda *_: None
     )
     for hook in hooks:
         hook.remove()
-    split = next((s for s in ("val", "test") if s in parts.batches), "train")
+    split = next((s for s in ("val", "test") if s in built.batches), "train")
     metrics, _, _ = evaluate(
         model,
-        [next(iter(parts.batches[split]))],
-        parts.loss_fn,
-        parts.opts,
-        parts.data.meta.task,
+        [next(iter(built.batches[split]))],
+        built.loss_fn,
+        built.context,
+        built.data.meta.task,
         split,
     )
-    table = Table(title=f"{parts.cfg.model.name}: {total:,} parameters ({trainable:,} trainable)")
+    table = Table(title=f"{built.cfg.model.name}: {total:,} parameters ({trainable:,} trainable)")
     for column in ("module", "type", "output shape"):
         table.add_column(column)
     table.add_row("(input)", type(batch[0]).__name__, str(tuple(batch[0].shape)))

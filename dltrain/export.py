@@ -20,8 +20,9 @@ import torch
 from torch import nn
 
 from dltrain import __version__
-from dltrain.arguments import parse_args
+from dltrain.command_line import parse_args
 from dltrain.data.splits import DataMeta
+from dltrain.errors import ConfigError, did_you_mean
 from dltrain.failures import command
 from dltrain.files import (
     atomic_write,
@@ -31,8 +32,7 @@ from dltrain.files import (
     seal,
     verified_zip,
 )
-from dltrain.inference import Loaded, load_run, rebuild_model
-from dltrain.registry import ConfigError, did_you_mean
+from dltrain.finished_run import FinishedRun, load_run, rebuild_model
 
 FORMATS = {
     "torchscript": "model.torchscript.pt",
@@ -100,7 +100,7 @@ def onnx_outputs(path: Path, x: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(session.run(None, {"input": x.numpy()})[0])
 
 
-def export(run: Loaded, fmt: str, path: Path) -> tuple[float, bool]:
+def export(run: FinishedRun, fmt: str, path: Path) -> tuple[float, bool]:
     """Write `fmt` to `path`, reload it and compare with PyTorch on a differently shaped batch.
 
     Returns the max absolute difference of the outputs and whether they agree within TOLERANCE.
@@ -125,7 +125,7 @@ def export(run: Loaded, fmt: str, path: Path) -> tuple[float, bool]:
     return diff, torch.allclose(got, expected, rtol=TOLERANCE, atol=TOLERANCE)
 
 
-def safetensors_metadata(run: Loaded) -> dict[str, str]:
+def safetensors_metadata(run: FinishedRun) -> dict[str, str]:
     """What rebuilds the model around the weights: resolved config and data meta, as JSON."""
     from omegaconf import OmegaConf
 

@@ -11,8 +11,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from dltrain.errors import ConfigError
 from dltrain.files import SaveError, UnreadableFile
-from dltrain.registry import ConfigError
 
 log = logging.getLogger("dltrain")
 EXPECTED = ("DivergedError",)  # failures whose message says all: no traceback kept
@@ -56,6 +56,16 @@ def _log_traceback(error: BaseException) -> bool:
     for handler in files:
         handler.handle(record)
     return bool(files)
+
+
+def print_problems(prog: str, problems: list[str]) -> None:
+    """Print a command line's problems without a traceback: one line, or one per problem."""
+    unique = list(dict.fromkeys(problems))
+    if len(unique) == 1:
+        print(f"{prog}: {unique[0]}", file=sys.stderr)
+        return
+    listed = "".join(f"\n  - {p}" for p in unique)
+    print(f"{prog}: {len(unique)} problems in the configuration:{listed}", file=sys.stderr)
 
 
 def command(prog: str, body: Callable[[], None]) -> None:

@@ -9,13 +9,14 @@ from functools import partial
 import torch
 from torch import nn
 
-from dltrain import checkpoint
-from dltrain.config import TrainerOptions
+from dltrain import training_state
+from dltrain.built_run import BuiltRun, EpochProgress, FitState
 from dltrain.metrics import compute_metrics
-from dltrain.parts import DivergedError, EpochProgress, FitState, Parts, StepOptions
 from dltrain.regularization import EarlyStopping
 from dltrain.signals import GracefulStop, Interrupted
-from dltrain.tracking import track
+from dltrain.step import DivergedError, StepContext
+from dltrain.tracking.console import track
+from dltrain.trainer_options import TrainerOptions
 from dltrain.visuals import epoch_visuals
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,7 @@ def train_one_epoch(
     loss_fn: nn.Module,
     optimizer: torch.optim.Optimizer,
     step: int,
-    opts: StepOptions,
+    context: StepContext,
     log_scalars: Callable[[dict[str, float], int], None],
     progress: EpochProgress | None = None,
     after_step: Callable[[int, Callable[[], EpochProgress]], None] | None = None,
@@ -43,34 +44,34 @@ def train_one_epoch(
     progress = progress or EpochProgress()
     total, samples = progress.loss_sum, progress.samples
     window, window_steps = progress.window_sum, progress.window_steps
-    scaler, logged_lr = opts.scaler, None
+    scaler, logged_lr = context.scaler, None
     for x, y in batches:
-        x = opts.inputs(x, train=True)
-        y = x if opts.reconstruct else y.to(opts.device, non_blocking=True)
-        out = opts.forward(model, x)
+        x = context.inputs(x, train=True)
+        y = x if context.reconstruct else y.to(context.device, non_blocking=True)
+        out = context.forward(model, x)
         loss, finite = loss_of(loss_fn, out, y)
         # One sync per step; with several ranks the mean over all, so all stop on a NaN together.
-        value, n = opts.world.mean_loss(loss, len(y))
-        opts.divergence.check(step + 1, value, finite)  # before the update: weights stay finite
-        objective = loss + opts.l1.penalty(model) if opts.l1 else loss
+        value, n = context.world.mean_loss(loss, len(y))
+        context.divergence.check(step + 1, value, finite)  # before the update: weights stay finite
+        objective = loss + context.l1.penalty(model) if context.l1 else loss
         optimizer.zero_grad(set_to_none=True)
         (scaler.scale(objective) if scaler else objective).backward()
         grad_norm = None
-        if opts.grad_clip:
+        if context.grad_clip:
             if scaler:
                 scaler.unscale_(optimizer)
-            grad_norm = opts.grad_clip.clip(params)
+            grad_norm = context.grad_clip.clip(params)
         if scaler:
             scaler.step(optimizer)
             scaler.update()
         else:
             optimizer.step()
-        if opts.schedule is not None and opts.schedule.interval == "step":
-            opts.schedule.step()
+        if context.schedule is not None and context.schedule.interval == "step":
+            context.schedule.step()
         step += 1
         total, samples = total + value * n, samples + n
         window, window_steps = window + value, window_steps + 1
-        if step % opts.log_every_n_steps == 0:
+        if step % context.log_every_n_steps == 0:
             values = {"train/loss": window / window_steps}
             if (lr := optimizer.param_groups[0]["lr"]) != logged_lr:  # each epoch and change
                 values["lr"] = logged_lr = lr
@@ -102,23 +103,23 @@ def evaluate(
     model: nn.Module,
     batches: Iterable,
     loss_fn: nn.Module,
-    opts: StepOptions,
+    context: StepContext,
     task: str,
     prefix: str,
 ) -> tuple[dict[str, float], torch.Tensor, torch.Tensor]:
     """Loss and task metrics over a whole split as `prefix/metric`; also raw outputs and targets."""
     model.eval()
     outputs, targets = [], []
-    loss_sum = torch.zeros((), device=opts.device)
+    loss_sum = torch.zeros((), device=context.device)
     for x, y in batches:
-        x = opts.inputs(x, train=False)
-        y = x if opts.reconstruct else y.to(opts.device, non_blocking=True)
-        out = opts.forward(model, x)
+        x = context.inputs(x, train=False)
+        y = x if context.reconstruct else y.to(context.device, non_blocking=True)
+        out = context.forward(model, x)
         loss_sum += loss_of(loss_fn, out, y)[0] * len(y)
         outputs.append(out.cpu())
         targets.append(y.cpu())
     # Each rank evaluated its share of the split: the metrics are of all of it, on every rank.
-    outputs, targets, loss_sum = opts.world.gather(
+    outputs, targets, loss_sum = context.world.gather(
         torch.cat(outputs), torch.cat(targets), loss_sum.reshape(1)
     )
     if not bool(torch.isfinite(outputs).all()):
@@ -129,36 +130,36 @@ def evaluate(
     return {f"{prefix}/{k}": v for k, v in metrics.items()}, outputs, targets
 
 
-def fit(parts: Parts, state: FitState) -> None:
+def fit(built: BuiltRun, state: FitState) -> None:
     """Epochs of training and validation, with checkpoints, schedules and early stopping.
 
     SIGINT / SIGTERM finish the current step, write checkpoints/last.pt and raise Interrupted.
     """
-    trainer = parts.trainer
-    early_stopping: EarlyStopping | None = parts.regs.get("early_stopping")
-    train_batches = parts.batches["train"]
+    trainer = built.trainer
+    early_stopping: EarlyStopping | None = built.regularizers.get("early_stopping")
+    train_batches = built.batches["train"]
     # Ranks started together get a Ctrl-C both from the terminal and from their launcher.
-    same_signal_within = 1.0 if parts.world.size > 1 else 0.0
-    with parts.tracker.progress() as progress, GracefulStop(same_signal_within) as stop:
+    same_signal_within = 1.0 if built.world.size > 1 else 0.0
+    with built.tracker.progress() as progress, GracefulStop(same_signal_within) as stop:
         bar = progress.add_task("training", total=len(train_batches), status="")
         for epoch in range(state.epoch + 1, trainer.epochs + 1):
             batches = track(progress, bar, train_batches, f"epoch {epoch}/{trainer.epochs}")
-            metrics = fit_epoch(parts, state, batches, partial(after_step, parts, state, stop))
+            metrics = fit_epoch(built, state, batches, partial(after_step, built, state, stop))
             state.last_metrics = metrics
-            schedule = parts.opts.schedule
+            schedule = built.context.schedule
             if schedule is not None and schedule.interval == "epoch":
                 schedule.step(metrics)
             state.stopped_early = bool(early_stopping and early_stopping.should_stop(metrics))
             if improved(state, metrics, trainer):
                 state.best_value, state.best_epoch = metrics.get(trainer.monitor), epoch
                 state.best_metrics = metrics
-                checkpoint.save_training_state(parts, state, "best.pt")
-            checkpoint.save_training_state(parts, state, "last.pt", trainer.keep_checkpoints)
-            if parts.world.main:
-                epoch_visuals(parts, state.step, epoch)
+                training_state.save(built, state, "best.pt")
+            training_state.save(built, state, "last.pt", trainer.keep_checkpoints)
+            if built.world.main:
+                epoch_visuals(built, state.step, epoch)
             shown = list(metrics.items())[:3]  # train/loss, val/loss and the first task metric
             progress.update(bar, status="  ".join(f"{k} {v:.4f}" for k, v in shown))
-            if parts.world.any(bool(stop.requested)):
+            if built.world.any(bool(stop.requested)):
                 raise Interrupted(stop.requested or "SIGTERM", state.step)
             if state.stopped_early:
                 log.info(
@@ -169,52 +170,52 @@ def fit(parts: Parts, state: FitState) -> None:
 
 
 def after_step(
-    parts: Parts, state: FitState, stop: GracefulStop, step: int, progress: Callable
+    built: BuiltRun, state: FitState, stop: GracefulStop, step: int, progress: Callable
 ) -> None:
     """Mid-epoch: a checkpoint every checkpoint_every_n_steps steps, and on a stop request."""
-    batches = parts.batches["train"]
+    batches = built.batches["train"]
     if batches.exhausted:
         return  # the epoch's own checkpoint follows its validation
-    every = parts.trainer.checkpoint_every_n_steps
-    stopping = parts.world.any(bool(stop.requested))  # all ranks stop after the same step
+    every = built.trainer.checkpoint_every_n_steps
+    stopping = built.world.any(bool(stop.requested))  # all ranks stop after the same step
     if not (stopping or (every and step % every == 0)):
         return
     state.step, state.progress = step, progress()
-    checkpoint.save_training_state(parts, state, "last.pt", keep=parts.trainer.keep_checkpoints)
+    training_state.save(built, state, "last.pt", keep=built.trainer.keep_checkpoints)
     if stopping:
         raise Interrupted(stop.requested or "SIGTERM", step)
 
 
 def fit_epoch(
-    parts: Parts, state: FitState, train_batches: Iterable, after: Callable | None = None
+    built: BuiltRun, state: FitState, train_batches: Iterable, after: Callable | None = None
 ) -> dict[str, float]:
     """Train one epoch, validate, log; returns {"train/loss": epoch mean, "val/...": ...}."""
     train_loss, state.step = train_one_epoch(
-        parts.trained,
+        built.trained,
         train_batches,
-        parts.loss_fn,
-        parts.optimizer,
+        built.loss_fn,
+        built.optimizer,
         state.step,
-        parts.opts,
-        parts.tracker.scalars,
+        built.context,
+        built.tracker.scalars,
         state.progress,
         after,
     )
     state.epoch += 1
     state.progress = EpochProgress()
     metrics = {"train/loss": train_loss}
-    if "val" in parts.batches:
+    if "val" in built.batches:
         val, _, _ = evaluate(
-            parts.model,
-            parts.batches["val"],
-            parts.loss_fn,
-            parts.opts,
-            parts.data.meta.task,
+            built.model,
+            built.batches["val"],
+            built.loss_fn,
+            built.context,
+            built.data.meta.task,
             "val",
         )
         metrics.update(val)
     val_only = {k: v for k, v in metrics.items() if k.startswith("val/")}
-    parts.tracker.scalars(
+    built.tracker.scalars(
         {"epoch": state.epoch, "train/epoch_loss": train_loss, **val_only}, state.step
     )
     return metrics

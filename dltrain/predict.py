@@ -8,28 +8,29 @@ feature columns for other flat datasets (standardised with the saved statistics)
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
+from dltrain.command_line import parse_args
 from dltrain.data.files import is_folder, regular_file
 from dltrain.data.image_folder import EXTENSIONS, load_image
 from dltrain.data.splits import DataMeta
 from dltrain.data.table_encoding import encode_frame
 from dltrain.data.tabular import read_table
 from dltrain.data.text import encode
+from dltrain.errors import ConfigError
+from dltrain.failures import command
 from dltrain.files import atomic_write
+from dltrain.finished_run import FinishedRun, load_run
 from dltrain.metrics import predictions, probabilities
-from dltrain.registry import ConfigError
-
-if TYPE_CHECKING:
-    from dltrain.inference import Loaded
 
 
 @dataclass
@@ -158,15 +159,15 @@ def _some(names: list[str], first: int = 5) -> str:
 
 
 @torch.no_grad()
-def model_outputs(run: Loaded, samples: Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+def model_outputs(run: FinishedRun, samples: Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
     """Raw outputs for every sample and, for autoencoders, each sample's reconstruction MSE."""
-    opts, size = run.opts, run.cfg.trainer.batch_size
+    context, size = run.context, run.cfg.trainer.batch_size
     outputs, errors = [], []
     for start in range(0, len(samples), size):
         x = batch(samples, start, start + size)
-        x = opts.inputs(x, train=False)
-        out = opts.forward(run.model, x)
-        if opts.reconstruct:
+        x = context.inputs(x, train=False)
+        out = context.forward(run.model, x)
+        if context.reconstruct:
             errors.append((out - x.float()).square().flatten(1).mean(1).cpu())
         outputs.append(out.cpu())
     return torch.cat(outputs), torch.cat(errors) if errors else None
@@ -207,7 +208,7 @@ def prediction_frame(
     return frame
 
 
-def predict_file(run: Loaded, path: Path, output: Path, text_column: str | None = None) -> int:
+def predict_file(run: FinishedRun, path: Path, output: Path, text_column: str | None = None) -> int:
     """Write the predictions for the inputs in `path` as CSV to `output`; returns the row count."""
     column = text_column or run.cfg.dataset.get("text_column") or "text"
     inputs = read_inputs(path, run.meta, column)
@@ -217,3 +218,24 @@ def predict_file(run: Loaded, path: Path, output: Path, text_column: str | None 
     frame = prediction_frame(inputs, outputs, errors, run.meta)
     atomic_write(output, lambda f: f.write(frame.to_csv(index=False).encode()))
     return len(frame)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """`dltrain-predict RUN_DIR|CHECKPOINT input=PATH [output=CSV] [text_column=NAME]`."""
+
+    def body() -> None:
+        usage = "RUN_DIR|CHECKPOINT input=PATH [output=CSV] [text_column=NAME] [trainer.device=cpu]"
+        defaults = {"input": None, "output": None, "text_column": None}
+        source, named, overrides = parse_args(
+            sys.argv[1:] if argv is None else argv, "dltrain-predict", usage, defaults
+        )
+        if named["input"] is None:
+            raise ConfigError("input=PATH is required: the images, table or text to predict for")
+        if bad := [o for o in overrides if not o.lstrip("+").startswith("trainer.")]:
+            raise ConfigError(f"{bad[0]}: prediction takes trainer.* overrides only")
+        run = load_run(source, overrides)
+        output = Path(named["output"] or run.run_dir / "predictions.csv")
+        rows = predict_file(run, Path(named["input"]).expanduser(), output, named["text_column"])
+        print(f"wrote {rows} predictions to {output}")
+
+    command("dltrain-predict", body)

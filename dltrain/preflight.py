@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import errno
 import functools
-import os
 import tempfile
 from pathlib import Path
 
@@ -22,7 +21,8 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from dltrain.registry import ConfigError, did_you_mean
+from dltrain.errors import ConfigError, did_you_mean
+from dltrain.launcher_env import node_rank
 from dltrain.run_dirs import RUN_MARKERS, SWEEP_MARKERS, holds_run
 
 _MISSING = object()
@@ -89,7 +89,7 @@ def _output_problems(overrides: list[str], multirun: bool, config_name: str) -> 
             f"{key}=<folder>"
         ]
     markers = SWEEP_MARKERS if multirun else RUN_MARKERS
-    again = any(o.startswith("resume_sweep=") for o in overrides) or _later_node()
+    again = any(o.startswith("resume_sweep=") for o in overrides) or node_rank() > 0
     if named_output(overrides, key) and not again and (held := holds_run(target, markers)):
         how = "resume_sweep" if multirun else "resume"
         return [
@@ -97,11 +97,6 @@ def _output_problems(overrides: list[str], multirun: bool, config_name: str) -> 
             f"continue that run with {how}={target}"
         ]
     return []
-
-
-def _later_node() -> bool:
-    """A node after the first of a run started by hand: the run dir is the first node's."""
-    return int(os.environ.get("NODE_RANK") or os.environ.get("SLURM_NODEID") or 0) > 0
 
 
 def _job_problems(parser: OverridesParser, overrides: list[str], config_name: str) -> list[str]:

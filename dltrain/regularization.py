@@ -14,7 +14,8 @@ from typing import Literal
 import torch
 from torch import nn
 
-from dltrain.registry import REGULARIZERS, ConfigError
+from dltrain.errors import ConfigError
+from dltrain.registry import REGULARIZERS
 
 
 @REGULARIZERS.register("l1")

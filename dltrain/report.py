@@ -1,7 +1,7 @@
 """Compare runs: one row per run dir, mean ± std over seeds, scalar curves overlaid in one PNG.
 
 `dltrain-report DIR...` prints the tables and writes report.csv, report.md and curves.png; the
-`dltrain -m` sweep calls `write_report` on its sweep dir when it ends (dltrain.cli.ReportCallback).
+`dltrain -m` sweep calls `write_report` on its sweep dir when it ends (dltrain.jobs.ReportCallback).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+from dltrain.errors import did_you_mean
 from dltrain.failures import describe
-from dltrain.registry import did_you_mean
 from dltrain.run_files import read_overrides, read_summary, read_yaml
 
 SEED_KEYS = ("trainer.seed", "dataset.split_seed")

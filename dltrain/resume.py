@@ -15,13 +15,13 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
-from dltrain import checkpoint
+from dltrain import checkpoints
 from dltrain.config import check_config
+from dltrain.errors import ConfigError
 from dltrain.preflight import group_options, message, unknown_key, unknown_options
-from dltrain.registry import ConfigError
-from dltrain.train import PLACES
+from dltrain.trainer_options import WHERE_TO_TRAIN
 
-CHANGEABLE = ("trainer.epochs", *PLACES)
+CHANGEABLE = ("trainer.epochs", *WHERE_TO_TRAIN)
 _MISSING = object()
 
 
@@ -30,9 +30,9 @@ def resume_config(target: str, overrides: list[str]) -> tuple[DictConfig, Path]:
 
     Runs inside a Hydra context (initialize_config_dir): group options are looked up there.
     """
-    path = checkpoint.resume_path(target)
-    saved = checkpoint.load_for_resume(path)
-    cfg = checkpoint.saved_config(saved["config"], path)
+    path = checkpoints.resume_path(target)
+    saved = checkpoints.load_for_resume(path)
+    cfg = checkpoints.saved_config(saved["config"], path)
     problems = []
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
@@ -86,7 +86,7 @@ def _override_problems(cfg: DictConfig, override: Any) -> list[str]:
 def _value(value: Any) -> Any:
     """An override's value with every `${` read as text (as in a saved config)."""
     if isinstance(value, str):
-        return checkpoint._literal(value)
+        return checkpoints.literal(value)
     if isinstance(value, list):
         return [_value(v) for v in value]
     if isinstance(value, dict):

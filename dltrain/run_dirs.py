@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import IO
 
-from dltrain.registry import ConfigError
+from dltrain.errors import ConfigError
 
 LOCK_FILE = ".dltrain.lock"
 RUN_MARKERS = ("config.yaml", "metrics.json", "checkpoints")  # what a started run leaves

@@ -14,54 +14,58 @@ from torch.utils.data import Dataset
 
 from dltrain.data.batches import samples
 from dltrain.metrics import confusion_matrix, predictions, probabilities
-from dltrain.tracking import markdown_matrix, pyplot
+from dltrain.tracking.figures import markdown_matrix, pyplot
 
 if TYPE_CHECKING:
-    from dltrain.parts import Parts
+    from dltrain.built_run import BuiltRun
 
 RECONSTRUCTIONS = 8  # fixed test images shown with their reconstructions every epoch
 LATENT_POINTS = 2000  # test samples sent to the embedding projector
 
 
-def epoch_visuals(parts: Parts, step: int, epoch: int) -> None:
+def epoch_visuals(built: BuiltRun, step: int, epoch: int) -> None:
     """Weight histograms when due; for image autoencoders, originals above reconstructions."""
-    every = parts.trainer.histogram_every_n_epochs
+    every = built.trainer.histogram_every_n_epochs
     if every and epoch % every == 0:
-        parts.tracker.histograms(parts.model, step)
-    if parts.opts.reconstruct and len(parts.data.meta.input_shape) == 3:
-        reconstructions(parts, step)
+        built.tracker.histograms(built.model, step)
+    if built.context.reconstruct and len(built.data.meta.input_shape) == 3:
+        reconstructions(built, step)
 
 
 def test_visuals(
-    parts: Parts, outputs: torch.Tensor, targets: torch.Tensor, step: int
+    built: BuiltRun, outputs: torch.Tensor, targets: torch.Tensor, step: int
 ) -> dict[str, list[list[int]]]:
     """The figures of the test split for the run's task; returns confusion matrices by split."""
-    task = parts.data.meta.task
+    task = built.data.meta.task
     if task == "regression":
-        png = parts.run_dir / "predicted_vs_actual.png"
-        parts.tracker.regression_figure("test/predicted_vs_actual", outputs, targets, step, png)
+        png = built.run_dir / "predicted_vs_actual.png"
+        built.tracker.regression_figure("test/predicted_vs_actual", outputs, targets, step, png)
         return {}
     if task == "reconstruction":
-        latent_space(parts, step)
+        latent_space(built, step)
         return {}
-    matrix = confusion_matrix(outputs, targets, task, parts.data.meta.num_classes)
-    classification_visuals(parts, outputs, targets, matrix, step)
+    matrix = confusion_matrix(outputs, targets, task, built.data.meta.num_classes)
+    classification_visuals(built, outputs, targets, matrix, step)
     return {"test": matrix}
 
 
 def classification_visuals(
-    parts: Parts, outputs: torch.Tensor, targets: torch.Tensor, matrix: list[list[int]], step: int
+    built: BuiltRun,
+    outputs: torch.Tensor,
+    targets: torch.Tensor,
+    matrix: list[list[int]],
+    step: int,
 ) -> None:
     """The confusion matrix as text and figure; for images, a grid of misclassified test images."""
-    meta, tracker = parts.data.meta, parts.tracker
-    labels = class_labels(parts)
+    meta, tracker = built.data.meta, built.tracker
+    labels = class_labels(built)
     tracker.text("test/confusion_matrix", markdown_matrix(matrix, labels), step)
     tracker.confusion_figure("test/confusion_matrix_plot", matrix, labels, step)
     predicted = predictions(outputs, meta.task)
     wrong = (predicted != targets).nonzero().flatten()[:64].tolist()
     if len(meta.input_shape) != 3 or not wrong:
         return
-    tracker.images("test/misclassified", samples(parts.data.test, wrong), step)
+    tracker.images("test/misclassified", samples(built.data.test, wrong), step)
     lines = [
         f"{n}. true {labels[targets[i]]}, predicted {labels[predicted[i]]}"
         for n, i in enumerate(wrong, 1)
@@ -70,7 +74,7 @@ def classification_visuals(
 
 
 def roc_figure(
-    parts: Parts, scored: dict[str, tuple[torch.Tensor, torch.Tensor]], step: int
+    built: BuiltRun, scored: dict[str, tuple[torch.Tensor, torch.Tensor]], step: int
 ) -> None:
     """ROC curves of a binary task, one per split ({split: (outputs, targets)}), with their AUC."""
     plt = pyplot()
@@ -85,32 +89,34 @@ def roc_figure(
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC curve")
     ax.legend(loc="lower right")
     fig.tight_layout()
-    parts.tracker.figure("roc_curve", fig, step, parts.run_dir / "roc_curve.png")
+    built.tracker.figure("roc_curve", fig, step, built.run_dir / "roc_curve.png")
 
 
 @torch.no_grad()
-def reconstructions(parts: Parts, step: int) -> None:
+def reconstructions(built: BuiltRun, step: int) -> None:
     """A grid: fixed test images in the top row, the model's reconstructions below."""
-    dataset = evaluation_split(parts)
-    x = parts.opts.inputs(samples(dataset, list(range(min(RECONSTRUCTIONS, len(dataset))))), False)
-    parts.model.eval()
-    rebuilt = parts.opts.forward(parts.model, x)
-    parts.tracker.images("reconstruction/test", torch.cat([x.float(), rebuilt]), step, len(x))
+    dataset = evaluation_split(built)
+    x = built.context.inputs(
+        samples(dataset, list(range(min(RECONSTRUCTIONS, len(dataset))))), False
+    )
+    built.model.eval()
+    rebuilt = built.context.forward(built.model, x)
+    built.tracker.images("reconstruction/test", torch.cat([x.float(), rebuilt]), step, len(x))
 
 
 @torch.no_grad()
-def latent_space(parts: Parts, step: int) -> None:
+def latent_space(built: BuiltRun, step: int) -> None:
     """Latent codes of test samples with their labels: embedding projector plus a scatter PNG."""
-    dataset = evaluation_split(parts)
+    dataset = evaluation_split(built)
     index = list(range(min(LATENT_POINTS, len(dataset))))
     stored = samples(dataset, index)
-    parts.model.eval()
-    codes = parts.model.encode(parts.opts.inputs(stored, False)).float().cpu()
+    built.model.eval()
+    codes = built.model.encode(built.context.inputs(stored, False)).float().cpu()
     labels = [dataset[i][1] for i in index]
-    names = class_labels(parts)
+    names = class_labels(built)
     text = [names[int(y)] if names else f"{float(y):g}" for y in labels]
     images = stored if stored.dim() == 4 else None
-    parts.tracker.embedding("latent", codes, text, images, step)
+    built.tracker.embedding("latent", codes, text, images, step)
     if codes.shape[1] not in (2, 3):
         return  # the projector's PCA / t-SNE shows other sizes
     plt = pyplot()
@@ -122,18 +128,18 @@ def latent_space(parts: Parts, step: int) -> None:
         handles = points.legend_elements()[0]
         ax.legend(handles, names[: len(handles)], fontsize=7, loc="upper left")
     ax.set_title(f"latent codes of {len(index)} test samples")
-    parts.tracker.figure("latent_space", fig, step, parts.run_dir / "latent_space.png")
+    built.tracker.figure("latent_space", fig, step, built.run_dir / "latent_space.png")
 
 
-def evaluation_split(parts: Parts) -> Dataset:
+def evaluation_split(built: BuiltRun) -> Dataset:
     """The split that pictures are drawn from: test, else val, else train."""
-    data = parts.data
+    data = built.data
     return next(ds for ds in (data.test, data.val, data.train) if ds is not None)
 
 
-def class_labels(parts: Parts) -> list[str] | None:
+def class_labels(built: BuiltRun) -> list[str] | None:
     """Class names for display (numbers when the dataset has none); None for regression."""
-    meta = parts.data.meta
+    meta = built.data.meta
     if not meta.num_classes:
         return None
     return meta.class_names or [str(i) for i in range(meta.num_classes)]

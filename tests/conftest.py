@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pytest
 from omegaconf import DictConfig
 
-from dltrain.cli import compose_config
+from dltrain.composition import compose_config
 
 # Small and fast, but the real code paths.
 FAST = ["trainer.epochs=2", "trainer.seed=0", "trainer.device=cpu"]

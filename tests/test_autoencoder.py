@@ -9,7 +9,8 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from dltrain.config import check_config
-from dltrain.registry import MODELS, ConfigError
+from dltrain.errors import ConfigError
+from dltrain.registry import MODELS
 from dltrain.train import run
 
 from .conftest import FAST, compose_config

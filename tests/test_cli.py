@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dltrain.cli import CONF_DIR
+from dltrain.composition import CONF_DIR
 
 DLTRAIN = Path(sys.executable).with_name("dltrain")
 TINY = ["dataset=iris", "trainer.epochs=2", "trainer.device=cpu"]

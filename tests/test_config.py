@@ -4,17 +4,10 @@ import pytest
 import yaml
 from omegaconf import DictConfig
 
-from dltrain.cli import CONF_DIR
+from dltrain.composition import CONF_DIR
 from dltrain.config import check_config, expected_task
-from dltrain.registry import (
-    DATASETS,
-    LOSSES,
-    MODELS,
-    OPTIMIZERS,
-    REGULARIZERS,
-    SCHEDULERS,
-    ConfigError,
-)
+from dltrain.errors import ConfigError
+from dltrain.registry import DATASETS, LOSSES, MODELS, OPTIMIZERS, REGULARIZERS, SCHEDULERS
 
 from .conftest import compose_config
 

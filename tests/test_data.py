@@ -8,7 +8,8 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from dltrain.config import options
 from dltrain.data.batches import TensorBatches, TokenDataset, make_batches
 from dltrain.data.splits import split_arrays
-from dltrain.registry import DATASETS, ConfigError
+from dltrain.errors import ConfigError
+from dltrain.registry import DATASETS
 
 from .conftest import compose_config
 

@@ -22,7 +22,8 @@ import numpy as np
 import pytest
 
 from dltrain.data.image_folder import load_image
-from dltrain.registry import DATASETS, ConfigError
+from dltrain.errors import ConfigError
+from dltrain.registry import DATASETS
 
 from .test_text import make_imdb
 from .test_vision_data import build, make_mnist, options, py2_dumps, write_cifar
@@ -125,7 +126,7 @@ CRASHERS = {
 CRASH_CHECK = """
 import sys
 from dltrain.data.cifar import cifar_batch
-from dltrain.registry import ConfigError
+from dltrain.errors import ConfigError
 try:
     cifar_batch(sys.stdin.buffer.read(), "batch")
 except ConfigError as e:
@@ -234,7 +235,7 @@ def fifo_case(case: str, tmp: Path) -> tuple[Path, Callable[[], object]]:
 def test_a_fifo_is_refused_at_once_not_read(tmp_path: Path, case: str) -> None:
     fifo, call = fifo_case(case, tmp_path)
     line = refused_at_once(call, fifo)
-    assert f"{fifo} is a FIFO, not a regular file" in line
+    assert f"{fifo} is a FIFO (named pipe), not a regular file" in line
 
 
 def test_a_folder_where_a_file_belongs_is_named(tmp_path: Path) -> None:

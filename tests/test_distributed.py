@@ -18,16 +18,18 @@ import torch.multiprocessing as mp
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from dltrain import distributed
-from dltrain.checkpoint import load
+from dltrain import launch
+from dltrain import world as ranks
+from dltrain.checkpoints import load
 from dltrain.config import check_config
 from dltrain.data.batches import LoaderBatches, TensorBatches, TokenBatches, TokenDataset
-from dltrain.distributed import World, first_host, interleave, launched
+from dltrain.errors import ConfigError
+from dltrain.launcher_env import first_host, launched
 from dltrain.loop import DivergedError, train_one_epoch
-from dltrain.parts import StepOptions
-from dltrain.registry import ConfigError
 from dltrain.signals import GracefulStop
+from dltrain.step import StepContext
 from dltrain.train import run
+from dltrain.world import World, interleave
 
 from .conftest import compose_config
 from .test_train import events
@@ -54,7 +56,7 @@ def run_dirs(root: Path) -> list[Path]:
 
 
 def test_two_ranks_match_one_rank_with_the_same_global_batch(tmp_path: Path) -> None:
-    two = run(ddp_cfg("trainer.devices=2", "trainer.batch_size=32"), tmp_path / "two")
+    two = launch.run(ddp_cfg("trainer.devices=2", "trainer.batch_size=32"), tmp_path / "two")
     one = run(ddp_cfg("trainer.batch_size=64"), tmp_path / "one")
     assert two["status"] == one["status"] == "completed" and two["steps"] == one["steps"] == 14
     for key, value in one["metrics"].items():  # val and test metrics: over whole splits
@@ -113,7 +115,7 @@ def test_an_srun_step_of_two_tasks_trains_as_two_ranks_in_one_run_dir(tmp_path: 
         "SLURM_STEP_NUM_TASKS": "2",
         "SLURM_STEP_TASKS_PER_NODE": "2",
         "SLURM_STEP_NODELIST": "localhost",
-        "MASTER_PORT": str(distributed.free_port()),
+        "MASTER_PORT": str(launch.free_port()),
     }
     tasks = [{**step, "SLURM_PROCID": str(i), "SLURM_LOCALID": str(i)} for i in range(2)]
     results = start_ranks(tasks, ["trainer.devices=2"], tmp_path)
@@ -123,7 +125,7 @@ def test_an_srun_step_of_two_tasks_trains_as_two_ranks_in_one_run_dir(tmp_path: 
 
 
 def test_two_nodes_started_by_hand_train_as_one_run(tmp_path: Path) -> None:
-    rendezvous = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(distributed.free_port())}
+    rendezvous = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(launch.free_port())}
     nodes = [{**rendezvous, "NODE_RANK": str(i)} for i in range(2)]
     args = ["trainer.num_nodes=2", f"hydra.run.dir={tmp_path / 'run'}"]  # a shared file system
     results = start_ranks(nodes, args, tmp_path)
@@ -156,9 +158,9 @@ def _diverging_rank(rank: int, port: int, steps: dict) -> None:
     batches = TensorBatches(data, 4, shuffle=False, seed=0, rank=rank, world_size=2)
     model = nn.parallel.DistributedDataParallel(nn.Linear(3, 2))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    opts = StepOptions(device=torch.device("cpu"), world=distributed.current())
+    context = StepContext(device=torch.device("cpu"), world=ranks.current())
     try:
-        train_one_epoch(model, batches, nn.CrossEntropyLoss(), optimizer, 0, opts, print)
+        train_one_epoch(model, batches, nn.CrossEntropyLoss(), optimizer, 0, context, print)
     except DivergedError as e:
         steps[rank] = e.step
     dist.destroy_process_group()
@@ -167,20 +169,22 @@ def _diverging_rank(rank: int, port: int, steps: dict) -> None:
 def test_a_nan_on_one_rank_stops_every_rank_at_the_same_step() -> None:
     with mp.Manager() as manager:
         steps = manager.dict()
-        mp.spawn(_diverging_rank, args=(distributed.free_port(), steps), nprocs=2)
+        mp.spawn(_diverging_rank, args=(launch.free_port(), steps), nprocs=2)
         # Sample 9 is in rank 1's second batch (samples 9, 11, 13, 15): step 2 on both ranks.
         assert dict(steps) == {0: 2, 1: 2}
 
 
 def test_a_ddp_checkpoint_resumes_on_two_ranks_exactly_and_on_one(tmp_path: Path) -> None:
     keep = ["trainer.epochs=3", "trainer.batch_size=32", "trainer.checkpoint_every_n_steps=5"]
-    first = run(ddp_cfg(*keep, "trainer.devices=2", "trainer.keep_checkpoints=9"), tmp_path / "a")
+    first = launch.run(
+        ddp_cfg(*keep, "trainer.devices=2", "trainer.keep_checkpoints=9"), tmp_path / "a"
+    )
     assert first["steps"] == 21
     for copy in ("b", "c"):
         shutil.copytree(tmp_path / "a", tmp_path / copy)
     mid_epoch = "checkpoints/step-00000005.pt"  # 5 of the first epoch's 7 steps
     resume_b, resume_c = (f"resume={tmp_path / copy / mid_epoch}" for copy in ("b", "c"))
-    again = run(ddp_cfg(*keep, "trainer.devices=2", resume_b), tmp_path / "b")
+    again = launch.run(ddp_cfg(*keep, "trainer.devices=2", resume_b), tmp_path / "b")
     assert again["steps"] == 21
     for name, tensor in load(tmp_path / "a" / "model.pt").items():
         torch.testing.assert_close(load(tmp_path / "b" / "model.pt")[name], tensor)
@@ -303,12 +307,12 @@ def test_launchers_are_read_from_their_environment(monkeypatch: pytest.MonkeyPat
 def test_ranks_asked_for_must_match_the_launchers(monkeypatch: pytest.MonkeyPatch) -> None:
     trainer = compose_config("trainer.devices=4").trainer
     with pytest.raises(ConfigError, match=r"asks for 4 processes but the launcher started 2"):
-        distributed.check_world(trainer, World(rank=0, size=2))
-    distributed.check_world(compose_config().trainer, World(rank=0, size=2))  # the launcher's
+        ranks.check_world(trainer, World(rank=0, size=2))
+    ranks.check_world(compose_config().trainer, World(rank=0, size=2))  # the launcher's
     monkeypatch.delenv("MASTER_ADDR", raising=False)
     cfg = compose_config("trainer.num_nodes=2", "trainer.devices=2")
     with pytest.raises(ConfigError, match="set MASTER_ADDR, MASTER_PORT and NODE_RANK"):
-        distributed.spawn(dict(cfg), Path("unused"))
+        launch.spawn(dict(cfg), Path("unused"))
 
 
 @pytest.mark.parametrize(

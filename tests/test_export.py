@@ -24,7 +24,7 @@ from dltrain.export import (
     onnx_outputs,
 )
 from dltrain.files import save_safetensors
-from dltrain.inference import Loaded, load_run
+from dltrain.finished_run import FinishedRun, load_run
 
 from .trained_runs import trained
 
@@ -85,7 +85,7 @@ class FrozenBatch(nn.Module):
 
 def test_an_export_that_differs_is_caught(tmp_path: Path) -> None:
     meta = DataMeta(task="regression", input_shape=(3,))
-    run = Loaded(FrozenBatch(), OmegaConf.create({}), meta, None, tmp_path, tmp_path, None)
+    run = FinishedRun(FrozenBatch(), OmegaConf.create({}), meta, None, tmp_path, tmp_path, None)
     diff, same = export(run, "torchscript", tmp_path / "m.pt")
     assert not same and diff > 0.1
 

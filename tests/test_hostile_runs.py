@@ -24,11 +24,12 @@ import pytest
 import torch
 import yaml
 
-from dltrain import checkpoint, cli, files, run_dirs
+from dltrain import checkpoints, cli, files, run_dirs
+from dltrain.errors import ConfigError
+from dltrain.evaluation import main as eval_main
 from dltrain.export import main as export_main
 from dltrain.files import save_torch
-from dltrain.inference import eval_main, predict_main
-from dltrain.registry import ConfigError
+from dltrain.predict import main as predict_main
 from dltrain.train import run
 
 from .conftest import FAST, compose_config
@@ -81,7 +82,7 @@ def dltrain_main(argv: list[str]) -> None:
 
 def edit(path: Path, change: Callable[[dict], object]) -> None:
     """Change a checkpoint's dict and save it properly sealed: only its content is hostile."""
-    saved = checkpoint.load(path)
+    saved = checkpoints.load(path)
     change(saved)
     save_torch(saved, path)
 
@@ -274,8 +275,8 @@ def test_resume_never_replays_the_run_dirs_overrides(overrides, victim: Path) ->
     code, stderr = invoke(dltrain_main, [f"resume={victim}", "trainer.epochs=2"], victim.parent)
     assert code == 0, stderr
     assert not marker.exists() and not (victim.parent / "elsewhere").exists()
-    assert checkpoint.load(victim / "checkpoints" / "last.pt")["epoch"] == 2
-    assert checkpoint.load(victim / "checkpoints" / "last.pt")["config"]["optimizer"]["lr"] == 1e-3
+    assert checkpoints.load(victim / "checkpoints" / "last.pt")["epoch"] == 2
+    assert checkpoints.load(victim / "checkpoints" / "last.pt")["config"]["optimizer"]["lr"] == 1e-3
 
 
 def test_a_damaged_last_checkpoint_names_the_newest_intact_one(victim: Path) -> None:
@@ -329,10 +330,10 @@ def test_resume_clears_the_temp_files_of_killed_writes(victim: Path) -> None:
 def test_no_config_value_from_a_checkpoint_is_resolved(victim: Path) -> None:
     values = ["${oc.env:HOME}", "a\\${x}", "${now:%Y}", "\\\\${oc.env:HOME}", "$${x}"]
     edit(victim / "checkpoints" / "best.pt", lambda s: s["config"].update(notes=values))
-    saved = checkpoint.load(victim / "checkpoints" / "best.pt")["config"]
-    loaded = checkpoint.saved_config(saved, victim)
+    saved = checkpoints.load(victim / "checkpoints" / "best.pt")["config"]
+    loaded = checkpoints.saved_config(saved, victim)
     assert list(loaded.notes) == values
-    assert list(checkpoint.saved_config({"k": values}, victim).k) == values
+    assert list(checkpoints.saved_config({"k": values}, victim).k) == values
 
 
 def test_a_second_process_cannot_take_a_locked_run_dir(tmp_path: Path) -> None:
@@ -423,9 +424,9 @@ def test_a_bit_flip_anywhere_in_a_model_file_is_detected(name: str, trained: Pat
 def test_files_written_before_checksums_are_checked_by_their_zip_crcs(tmp_path: Path) -> None:
     legacy = tmp_path / "old.pt"
     torch.save({"w": torch.arange(1000.0)}, legacy)  # as dltrain 0.1 wrote them: no seal
-    assert torch.equal(checkpoint.load(legacy)["w"], torch.arange(1000.0))
+    assert torch.equal(checkpoints.load(legacy)["w"], torch.arange(1000.0))
     data = bytearray(legacy.read_bytes())
     data[data.index(torch.arange(1000.0).numpy().tobytes()[:64]) + 100] ^= 1
     legacy.write_bytes(bytes(data))
     with pytest.raises(ConfigError, match=r"corrupted: the CRC of .* does not match"):
-        checkpoint.load(legacy)
+        checkpoints.load(legacy)

@@ -13,16 +13,20 @@ import pytest
 import torch
 from sklearn import datasets as skd
 
-from dltrain import checkpoint
+from dltrain import checkpoints
 from dltrain.config import options
 from dltrain.data.align import align
 from dltrain.data.splits import DataMeta, split_indices
 from dltrain.data.table_encoding import encode_frame
+from dltrain.errors import ConfigError
+from dltrain.evaluation import evaluate_split
+from dltrain.evaluation import main as eval_main
 from dltrain.files import save_torch
-from dltrain.inference import Loaded, eval_main, evaluate_split, load_run, predict_main
+from dltrain.finished_run import FinishedRun, load_run
 from dltrain.metrics import compute_metrics
+from dltrain.predict import main as predict_main
 from dltrain.predict import predict_file
-from dltrain.registry import DATASETS, LOSSES, ConfigError
+from dltrain.registry import DATASETS, LOSSES
 
 from .trained_runs import table_frame, trained
 
@@ -47,13 +51,13 @@ def assert_same_metrics(got: dict[str, float], expected: dict[str, float]) -> No
         assert got[key] == pytest.approx(value, abs=1e-6), key
 
 
-def rebuilt(run: Loaded, **changes: object):
+def rebuilt(run: FinishedRun, **changes: object):
     return DATASETS.build(run.cfg.dataset.name, {**options(run.cfg.dataset), **changes})
 
 
 @torch.no_grad()
-def outputs_of(run: Loaded, x: torch.Tensor) -> torch.Tensor:
-    return run.model(run.opts.inputs(x, train=False)).float()
+def outputs_of(run: FinishedRun, x: torch.Tensor) -> torch.Tensor:
+    return run.model(run.context.inputs(x, train=False)).float()
 
 
 def fail(main, capsys: pytest.CaptureFixture, *argv: str) -> str:
@@ -156,14 +160,14 @@ def test_eval_mistakes_are_one_line_errors(
     bad.write_bytes((Path(run_dir) / "checkpoints" / "best.pt").read_bytes()[:300])
     err = fail(eval_main, capsys, str(bad))
     assert err.count("\n") == 1 and "is truncated, corrupted or not a PyTorch weights" in err
-    saved = checkpoint.load(Path(run_dir) / "checkpoints" / "best.pt")
+    saved = checkpoints.load(Path(run_dir) / "checkpoints" / "best.pt")
     saved["config"]["model"]["hidden_sizes"] = [7]
     save_torch(saved, bad)
     err = fail(eval_main, capsys, str(bad))
     assert err.startswith("dltrain-eval: the saved weights do not fit the model its config builds")
 
 
-def array_test_rows(run: Loaded) -> tuple[pd.DataFrame, torch.Tensor]:
+def array_test_rows(run: FinishedRun) -> tuple[pd.DataFrame, torch.Tensor]:
     """A bundled dataset's raw test rows (shuffled columns, a target) and the model's inputs."""
     cfg = run.cfg.dataset
     bunch = getattr(skd, f"load_{cfg.name}")()

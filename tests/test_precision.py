@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from dltrain.config import check_config
-from dltrain.registry import ConfigError
+from dltrain.errors import ConfigError
 from dltrain.train import run
 
 from .conftest import FAST, compose_config

@@ -4,7 +4,8 @@ from typing import Literal
 
 import pytest
 
-from dltrain.registry import ConfigError, Registry, closest
+from dltrain.errors import ConfigError, closest
+from dltrain.registry import Registry
 
 
 @pytest.fixture

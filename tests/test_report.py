@@ -16,7 +16,7 @@ import yaml
 from omegaconf import OmegaConf
 from rich.console import Console
 
-from dltrain.cli import ReportCallback
+from dltrain.jobs import ReportCallback
 from dltrain.report import (
     collect,
     labels,

@@ -12,7 +12,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from dltrain import checkpoint
+from dltrain import checkpoints
 from dltrain.train import run
 
 from .conftest import FAST, compose_config
@@ -64,7 +64,7 @@ def stop_mid_run(
 
 
 def same_weights(a: Path, b: Path) -> bool:
-    first, second = checkpoint.load(a)["model"], checkpoint.load(b)["model"]
+    first, second = checkpoints.load(a)["model"], checkpoints.load(b)["model"]
     return first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
 
 
@@ -74,7 +74,7 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(
     killed = stop_mid_run(tmp_path, signal.SIGKILL, after_step=40)
     assert killed.returncode == -signal.SIGKILL
     assert not (tmp_path / "metrics.json").exists()  # it really died mid-run
-    saved = checkpoint.load(tmp_path / "checkpoints" / "last.pt")
+    saved = checkpoints.load(tmp_path / "checkpoints" / "last.pt")
     assert saved["epoch"] == 0 and saved["progress"]["samples"] > 0  # a mid-epoch checkpoint
 
     resumed = dltrain(tmp_path, f"resume={tmp_path}")
@@ -101,7 +101,7 @@ def test_sigint_finishes_the_step_saves_and_says_how_to_continue(
     assert f"Continue with: dltrain resume={tmp_path}" in stopped.stderr
     summary = json.loads((tmp_path / "metrics.json").read_text())
     assert summary["status"] == "interrupted"
-    assert checkpoint.load(tmp_path / "checkpoints" / "last.pt")["step"] == summary["step"]
+    assert checkpoints.load(tmp_path / "checkpoints" / "last.pt")["step"] == summary["step"]
     assert dltrain(tmp_path, f"resume={tmp_path}").returncode == 0
     assert same_weights(uninterrupted / "checkpoints/last.pt", tmp_path / "checkpoints/last.pt")
 
@@ -112,7 +112,7 @@ def test_resume_extends_epochs_and_keeps_the_checkpoints_settings(tmp_path: Path
     cfg = compose_config(*FAST, f"resume={tmp_path}", "trainer.epochs=3", "optimizer.lr=0.5")
     summary = run(cfg, tmp_path / "ignored")  # a resumed run goes on in its own dir
     assert summary["epochs_completed"] == 3 and not (tmp_path / "ignored").exists()
-    saved = checkpoint.load(tmp_path / "checkpoints" / "last.pt")
+    saved = checkpoints.load(tmp_path / "checkpoints" / "last.pt")
     assert saved["config"]["optimizer"]["lr"] == 0.001  # the checkpoint wins
     assert len(list((tmp_path / "checkpoints").glob("step-*.pt"))) == 2  # the newest K
 

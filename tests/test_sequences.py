@@ -9,7 +9,8 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from dltrain.registry import DATASETS, MODELS, ConfigError
+from dltrain.errors import ConfigError
+from dltrain.registry import DATASETS, MODELS
 from dltrain.train import run
 
 from .conftest import FAST, compose_config

@@ -15,7 +15,8 @@ from dltrain.config import expected_task, options
 from dltrain.data import tabular
 from dltrain.data.splits import DataSplits
 from dltrain.data.table_encoding import encode_frame, encode_targets
-from dltrain.registry import DATASETS, ConfigError
+from dltrain.errors import ConfigError
+from dltrain.registry import DATASETS
 from dltrain.train import run
 
 from .conftest import FAST, compose_config

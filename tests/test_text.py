@@ -12,8 +12,9 @@ from tokenizers import Tokenizer
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from dltrain.data.batches import TokenBatches, TokenDataset
+from dltrain.errors import ConfigError
 from dltrain.models.varlen import CELLS, VarLengthRNN
-from dltrain.registry import DATASETS, MODELS, ConfigError
+from dltrain.registry import DATASETS, MODELS
 from dltrain.train import run
 
 from .conftest import FAST, compose_config

@@ -9,8 +9,9 @@ from pathlib import Path
 from rich.console import Console
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from dltrain import tracking
-from dltrain.tracking import StepsColumn, Tracker, clock, track
+from dltrain.tracking import tensorboard
+from dltrain.tracking.console import StepsColumn, clock, track
+from dltrain.tracking.tensorboard import Tracker
 
 
 def logged(run_dir: Path, tag: str) -> list:
@@ -42,7 +43,7 @@ def test_scalars_go_to_the_writer_once_they_have_waited_long_enough(
     tracker = Tracker(tmp_path, Console(file=io.StringIO()))
     tracker.scalars({"train/loss": 1.0}, 1)
     assert len(tracker.pending) == 1
-    monkeypatch.setattr(tracking, "HAND_OFF_SECONDS", 0.0)
+    monkeypatch.setattr(tensorboard, "HAND_OFF_SECONDS", 0.0)
     tracker.scalars({"train/loss": 2.0}, 2)
     assert tracker.pending == []
     tracker.writer.flush()

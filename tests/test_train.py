@@ -9,15 +9,17 @@ from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.utils.data import TensorDataset
 
-from dltrain import checkpoint
+from dltrain import checkpoints, training_state
+from dltrain.build.model import build_model
 from dltrain.data.batches import TensorBatches
 from dltrain.data.splits import DataMeta
+from dltrain.errors import ConfigError
 from dltrain.files import save_torch
 from dltrain.loop import DivergedError, train_one_epoch
-from dltrain.parts import StepOptions
-from dltrain.registry import LOSSES, ConfigError
+from dltrain.registry import LOSSES
 from dltrain.regularization import Dropout
-from dltrain.train import build_model, run
+from dltrain.step import StepContext
+from dltrain.train import run
 
 from .conftest import FAST, compose_config
 
@@ -56,7 +58,7 @@ def test_run_dir_has_checkpoints_model_metrics_and_config(default_run: tuple[Pat
     assert len(summary["confusion_matrix"]["test"]) == 10
     assert not list(run_dir.rglob("*.tmp"))  # atomic writes leave no temp files
 
-    last = checkpoint.load(run_dir / "checkpoints" / "last.pt")
+    last = checkpoints.load(run_dir / "checkpoints" / "last.pt")
     assert {
         "model",
         "optimizer",
@@ -69,7 +71,7 @@ def test_run_dir_has_checkpoints_model_metrics_and_config(default_run: tuple[Pat
         "data_meta",
     } <= set(last)
     assert last["epoch"] == 20 and last["best"]["monitor"] == "val/loss"
-    best = checkpoint.load(run_dir / "checkpoints" / "best.pt")
+    best = checkpoints.load(run_dir / "checkpoints" / "best.pt")
     assert best["epoch"] == summary["best_epoch"]
     model_pt = torch.load(run_dir / "model.pt", weights_only=True)
     for key, value in best["model"].items():
@@ -78,7 +80,7 @@ def test_run_dir_has_checkpoints_model_metrics_and_config(default_run: tuple[Pat
 
 def test_checkpoint_config_rebuilds_the_model(default_run: tuple[Path, dict]) -> None:
     run_dir, summary = default_run
-    saved = checkpoint.load(run_dir / "checkpoints" / "best.pt")
+    saved = checkpoints.load(run_dir / "checkpoints" / "best.pt")
     meta = DataMeta.from_dict(saved["data_meta"])
     model = build_model(OmegaConf.create(saved["config"]), meta, {})
     model.load_state_dict(saved["model"])
@@ -171,7 +173,7 @@ def test_l1_l2_dropout_and_grad_clip_reach_the_training(tmp_path: Path) -> None:
     summary = run(cfg, tmp_path)
     assert summary["status"] == "completed"
     assert "train/grad_norm" in events(tmp_path).Tags()["scalars"]
-    last = checkpoint.load(tmp_path / "checkpoints" / "last.pt")
+    last = checkpoints.load(tmp_path / "checkpoints" / "last.pt")
     assert last["optimizer"]["param_groups"][0]["weight_decay"] == 1e-3
     meta = DataMeta.from_dict(last["data_meta"])
     model = build_model(OmegaConf.create(last["config"]), meta, {"dropout": Dropout(0.3)})
@@ -232,9 +234,9 @@ def test_rng_states_round_trip_through_a_checkpoint(tmp_path: Path) -> None:
 
     import numpy as np
 
-    save_torch({"rng": checkpoint.rng_states()}, tmp_path / "rng.pt")
+    save_torch({"rng": training_state.rng_states()}, tmp_path / "rng.pt")
     first = (random.random(), np.random.rand(), torch.rand(1).item())
-    checkpoint.set_rng_states(checkpoint.load(tmp_path / "rng.pt")["rng"])
+    training_state.set_rng_states(checkpoints.load(tmp_path / "rng.pt")["rng"])
     assert (random.random(), np.random.rand(), torch.rand(1).item()) == first
 
 
@@ -242,7 +244,7 @@ def test_a_corrupt_checkpoint_is_a_one_line_error(tmp_path: Path) -> None:
     path = tmp_path / "last.pt"
     path.write_bytes(b"not a checkpoint")
     with pytest.raises(ConfigError, match="is truncated, corrupted or not a PyTorch weights file"):
-        checkpoint.load(path)
+        checkpoints.load(path)
 
 
 def test_dry_run_reports_shapes_and_saves_nothing(
@@ -271,8 +273,8 @@ def test_non_finite_outputs_under_bce_are_divergence_not_a_torch_error() -> None
     batches = TensorBatches(TensorDataset(x, torch.randint(0, 2, (32,))), 8, False, 0)
     model, loss = torch.nn.Linear(3, 1), LOSSES.build("bce", {})
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    opts = StepOptions(device=torch.device("cpu"))
+    context = StepContext(device=torch.device("cpu"))
     with pytest.raises(
         DivergedError, match=r"the model's outputs became NaN or infinite at step \d"
     ):
-        train_one_epoch(model, batches, loss, optimizer, 0, opts, lambda *a: None)
+        train_one_epoch(model, batches, loss, optimizer, 0, context, lambda *a: None)

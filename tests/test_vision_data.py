@@ -20,7 +20,8 @@ from PIL import Image
 from dltrain.data.files import data_root
 from dltrain.data.splits import DataSplits
 from dltrain.data.vision import STATS
-from dltrain.registry import DATASETS, ConfigError
+from dltrain.errors import ConfigError
+from dltrain.registry import DATASETS
 from dltrain.train import run
 
 from .conftest import FAST, compose_config

@@ -7,7 +7,8 @@ import torch
 import torchvision
 from torch import nn
 
-from dltrain.registry import MODELS, ConfigError
+from dltrain.errors import ConfigError
+from dltrain.registry import MODELS
 
 
 def _linears(model: nn.Module) -> list[nn.Linear]:

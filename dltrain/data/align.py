@@ -18,7 +18,8 @@ import torch
 from torch.utils.data import TensorDataset
 
 from dltrain.data.splits import DataMeta, DataSplits
-from dltrain.registry import DATASETS, ConfigError
+from dltrain.errors import ConfigError
+from dltrain.registry import DATASETS
 
 PER_BATCH = ("normalize", "augment")  # applied from the saved preprocessing while batching
 STATS = ("mean", "std")

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from dltrain.data.files import is_regular, reason, regular_file
-from dltrain.registry import ConfigError
+from dltrain.errors import ConfigError
 
 FOLDER, ARCHIVE = "cifar-10-batches-py", "cifar-10-python.tar.gz"
 BATCHES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]

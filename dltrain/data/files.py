@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dltrain.errors import ConfigError
 from dltrain.files import kind_of
-from dltrain.registry import ConfigError
 
 IDX_IMAGES = 0x00000803  # unsigned bytes, 3 dimensions (count, rows, columns)
 IDX_LABELS = 0x00000801  # unsigned bytes, 1 dimension (count)

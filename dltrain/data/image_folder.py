@@ -19,7 +19,8 @@ from torchvision.transforms.v2.functional import pil_to_tensor, resize
 
 from dltrain.data.files import check_image_options, is_folder, regular_file
 from dltrain.data.splits import DataMeta, DataSplits, check_fractions
-from dltrain.registry import DATASETS, ConfigError
+from dltrain.errors import ConfigError
+from dltrain.registry import DATASETS
 
 EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"})
 STATS_SAMPLE = 500  # training images used to estimate the per-channel mean and std

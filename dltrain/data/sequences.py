@@ -7,7 +7,8 @@ import torch
 from torch.utils.data import TensorDataset
 
 from dltrain.data.splits import DataMeta, DataSplits, check_fractions
-from dltrain.registry import DATASETS, ConfigError
+from dltrain.errors import ConfigError
+from dltrain.registry import DATASETS
 
 
 @DATASETS.register("mnist_seq", task="multiclass", reads_files=True)

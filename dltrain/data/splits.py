@@ -12,7 +12,8 @@ import torch
 from sklearn.model_selection import train_test_split
 from torch.utils.data import Dataset, TensorDataset
 
-from dltrain.registry import DATASETS, ConfigError
+from dltrain.errors import ConfigError
+from dltrain.registry import DATASETS
 
 
 @dataclass

@@ -6,7 +6,7 @@ import numpy as np
 from sklearn.datasets import make_blobs
 
 from dltrain.data.splits import Arrays, array_dataset
-from dltrain.registry import ConfigError
+from dltrain.errors import ConfigError
 
 
 def _positive(**values: float) -> None:

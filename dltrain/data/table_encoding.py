@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dltrain.registry import ConfigError
+from dltrain.errors import ConfigError
 
 YES_NO = {"no": 0, "yes": 1}
 AUTO_MAX_CLASSES = 20  # task=auto: whole-number targets with at most this many values are classes

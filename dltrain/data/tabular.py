@@ -31,7 +31,8 @@ from dltrain.data.table_encoding import (
     fit_features,
     target_spec,
 )
-from dltrain.registry import DATASETS, ConfigError, did_you_mean
+from dltrain.errors import ConfigError, did_you_mean
+from dltrain.registry import DATASETS
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,8 @@ from dltrain.data.batches import TokenDataset
 from dltrain.data.files import data_root, reason, regular_file, stat_of
 from dltrain.data.splits import DataMeta, DataSplits, check_fractions
 from dltrain.data.text_files import Texts, read_ag_news, read_imdb, read_sst2, read_text_csv
-from dltrain.registry import DATASETS, ConfigError
+from dltrain.errors import ConfigError
+from dltrain.registry import DATASETS
 
 SPECIALS = ["[PAD]", "[UNK]"]  # ids 0 and 1: the models treat id 0 as padding
 

@@ -12,7 +12,7 @@ import zlib
 from pathlib import Path
 
 from dltrain.data.files import is_folder, is_regular, reason, regular_file
-from dltrain.registry import ConfigError
+from dltrain.errors import ConfigError
 
 Texts = tuple[list[str], list[str]]  # texts and their raw labels
 UNREADABLE = (OSError, EOFError, UnicodeDecodeError, csv.Error, tarfile.TarError, zlib.error)

@@ -28,7 +28,8 @@ from dltrain.data.files import (
     read_idx,
 )
 from dltrain.data.splits import DataMeta, DataSplits
-from dltrain.registry import DATASETS, ConfigError
+from dltrain.errors import ConfigError
+from dltrain.registry import DATASETS
 
 IDX_FILES = {  # key -> (file name, magic number)
     "train_images": ("train-images-idx3-ubyte", IDX_IMAGES),

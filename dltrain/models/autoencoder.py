@@ -8,8 +8,9 @@ from typing import Literal
 import torch
 from torch import nn
 
+from dltrain.errors import ConfigError
 from dltrain.models.mlp import ACTIVATIONS
-from dltrain.registry import MODELS, ConfigError
+from dltrain.registry import MODELS
 
 OUTPUTS = {"sigmoid": nn.Sigmoid, "none": nn.Identity}
 

@@ -6,7 +6,8 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from dltrain.registry import MODELS, ConfigError
+from dltrain.errors import ConfigError
+from dltrain.registry import MODELS
 
 
 def image_shape(model: str, input_shape: Sequence[int]) -> tuple[int, int, int]:

@@ -6,7 +6,8 @@ from typing import Literal
 
 from torch import nn
 
-from dltrain.registry import MODELS, ConfigError
+from dltrain.errors import ConfigError
+from dltrain.registry import MODELS
 
 ACTIVATIONS = {
     "relu": nn.ReLU,

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from dltrain.registry import MODELS, ConfigError
+from dltrain.errors import ConfigError
+from dltrain.registry import MODELS
 
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 

@@ -9,8 +9,9 @@ import torch
 from torch import nn
 
 from dltrain.data.files import regular_file
+from dltrain.errors import ConfigError
 from dltrain.models.varlen import VarLengthRNN
-from dltrain.registry import MODELS, ConfigError
+from dltrain.registry import MODELS
 
 PADDING = 0  # the id text datasets pad with
 

@@ -11,8 +11,9 @@ import torchvision
 from torch import nn
 from torchvision.models import WeightsEnum
 
+from dltrain.errors import ConfigError, did_you_mean
 from dltrain.models.cnn import dropout_problems, image_shape
-from dltrain.registry import MODELS, ConfigError, did_you_mean
+from dltrain.registry import MODELS
 
 IMAGENET_CLASSES = 1000  # every torchvision classification model is built with this head
 AUX_HEADS = ("aux1", "aux2", "AuxLogits")  # googlenet and inception_v3 side classifiers

@@ -6,20 +6,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from rich.console import Console
-from rich.table import Table
-
-from dltrain.registry import ConfigError, did_you_mean
-
-
-def print_metrics(title: str, metrics: dict[str, float]) -> None:
-    """The metrics as a two-column table on stdout."""
-    table = Table(title=title)
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for name, value in metrics.items():
-        table.add_row(name, f"{value:.6f}")
-    Console().print(table)
+from dltrain.errors import ConfigError, did_you_mean
 
 
 def parse_args(

@@ -1,31 +1,27 @@
-"""Checkpoints: a run's whole training state as one dict per file, and the checks on reading one.
+"""Checkpoints read from disk: found, verified and checked before anything uses them.
 
-A checkpoint is written atomically and sealed (dltrain.files); reading one verifies the seal,
-loads with weights_only=True, then checks the dict's shape and types before anything uses it.
-Its config is data: `saved_config` admits plain values only and escapes interpolations, so
-nothing in it is ever resolved (no ${oc.env:...}) or instantiated.
+A checkpoint is one dict per file (dltrain.training_state writes it), sealed with a SHA-256
+(dltrain.files). Reading one verifies the seal, loads with weights_only=True, then checks the
+dict's shape and types. Its config is data: `saved_config` admits plain values only and escapes
+interpolations, so nothing in it is ever resolved (no ${oc.env:...}) or instantiated.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import random
 import re
 import stat
-from dataclasses import asdict, fields
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from dltrain import __version__
 from dltrain.data.splits import DataMeta
-from dltrain.files import UnreadableFile, kind_of, load_torch, save_torch, verified_zip
-from dltrain.parts import EpochProgress, FitState, Parts
-from dltrain.registry import ConfigError
+from dltrain.errors import ConfigError
+from dltrain.files import UnreadableFile, kind_of, load_torch, verified_zip
 
 FOR_INFERENCE = {"model": dict, "config": dict, "data_meta": dict}
 FOR_TRAINING = {**FOR_INFERENCE, "optimizer": dict, "epoch": int, "step": int, "rng": dict}
@@ -104,13 +100,13 @@ def _plain(value: Any, key: str, path: Path, depth: int) -> Any:
     if isinstance(value, str):
         if value == "???":  # OmegaConf's "missing": an edited config, never a resolved one
             raise ConfigError(f"{path}: its config value {key} is '???' (missing)")
-        return _literal(value)
+        return literal(value)
     if value is None or isinstance(value, bool | int | float):
         return value
     raise ConfigError(f"{path}: its config value {key} is a {type(value).__name__}, not plain data")
 
 
-def _literal(text: str) -> str:
+def literal(text: str) -> str:
     """`text` escaped so that OmegaConf reads every `${` in it as text, not an interpolation.
 
     OmegaConf reads 2n+1 backslashes before `${` as n backslashes and a literal `${`.
@@ -213,112 +209,3 @@ def newest_intact(folder: Path, but: Path) -> Path | None:
         except (UnreadableFile, OSError):
             continue
     return None
-
-
-def rng_states() -> dict[str, Any]:
-    """Python, NumPy and torch RNG states in types that weights_only loading accepts."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    states: dict[str, Any] = {
-        "python": random.getstate(),
-        "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached),
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        states["cuda"] = torch.cuda.get_rng_state_all()
-    return states
-
-
-def set_rng_states(states: dict[str, Any]) -> None:
-    """Restore what rng_states() captured."""
-    random.setstate(states["python"])
-    kind, keys, pos, has_gauss, cached = states["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-    torch.set_rng_state(states["torch"])
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
-
-
-def save_training_state(parts: Parts, state: FitState, name: str, keep: int = 0) -> None:
-    """Write everything training needs to go on (checkpoints/<name>), atomically.
-
-    With `keep` > 0 the file is also kept as step-<step>.pt, the newest `keep` of those stay.
-    Only rank 0 writes (every rank holds the same state).
-    """
-    if not parts.world.main:
-        return
-    early_stopping = parts.regs.get("early_stopping")
-    schedule, scaler = parts.opts.schedule, parts.opts.scaler
-    folder = parts.run_dir / "checkpoints"
-    parts.tracker.flush()  # what was logged up to this step survives a kill, as the weights do
-    save_torch(
-        {
-            "model": parts.model.state_dict(),
-            "optimizer": parts.optimizer.state_dict(),
-            "scheduler": schedule.scheduler.state_dict() if schedule else None,
-            "scaler": scaler.state_dict() if scaler else None,
-            "epoch": state.epoch,  # completed epochs
-            "step": state.step,
-            "progress": asdict(state.progress),  # of the epoch under way, if mid-epoch
-            "batches": parts.batches["train"].state_dict(),  # its order and position
-            "best": {
-                "monitor": parts.trainer.monitor,
-                "mode": parts.trainer.monitor_mode,
-                "value": state.best_value,
-                "epoch": state.best_epoch,
-                "metrics": state.best_metrics,
-            },
-            "last_metrics": state.last_metrics,
-            "loss_reference": parts.opts.divergence.reference,
-            "early_stopping": early_stopping.state_dict() if early_stopping else None,
-            "rng": rng_states(),
-            "config": OmegaConf.to_container(parts.cfg, resolve=True),
-            "data_meta": parts.data.meta.to_dict(),
-            "world_size": parts.world.size,  # informative: any number of ranks may resume
-            "dltrain_version": __version__,
-        },
-        folder / name,
-    )
-    if keep > 0:
-        kept = folder / f"step-{state.step:08d}.pt"
-        kept.unlink(missing_ok=True)
-        os.link(folder / name, kept)  # the same file under a second name: no second write
-        for old in sorted(folder.glob("step-*.pt"))[:-keep]:
-            old.unlink()
-
-
-def restore_training_state(
-    parts: Parts, state: FitState, saved: dict[str, Any], path: Path
-) -> None:
-    """Put a run back where a checkpoint left it, RNGs and data order too; one line if it can't."""
-    try:
-        _restore(parts, state, saved)
-    except (KeyError, TypeError, ValueError, IndexError, RuntimeError, AttributeError) as e:
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
-        raise ConfigError(
-            f"resume: {path} does not fit the run its config builds ({type(e).__name__}: {reason})"
-        ) from None
-
-
-def _restore(parts: Parts, state: FitState, saved: dict[str, Any]) -> None:
-    parts.model.load_state_dict(saved["model"])
-    parts.optimizer.load_state_dict(saved["optimizer"])
-    if parts.opts.schedule is not None and saved["scheduler"] is not None:
-        parts.opts.schedule.scheduler.load_state_dict(saved["scheduler"])
-    if parts.opts.scaler is not None and saved["scaler"] is not None:
-        parts.opts.scaler.load_state_dict(saved["scaler"])
-    if (early_stopping := parts.regs.get("early_stopping")) and saved["early_stopping"]:
-        early_stopping.load_state_dict(saved["early_stopping"])
-    best = saved["best"]
-    state.epoch, state.step = saved["epoch"], saved["step"]
-    if state.epoch < 0 or state.step < 0:
-        raise ValueError(f"epoch {state.epoch} and step {state.step} must not be negative")
-    state.best_value, state.best_epoch = best["value"], best["epoch"]
-    state.best_metrics, state.last_metrics = best.get("metrics", {}), saved.get("last_metrics", {})
-    state.progress = EpochProgress(**saved.get("progress", {}))
-    reference = saved.get("loss_reference")
-    parts.opts.divergence.reference = reference if isinstance(reference, float) else None
-    if "batches" in saved:
-        parts.batches["train"].load_state_dict(saved["batches"])
-    set_rng_states(saved["rng"])
-    if not all(math.isfinite(v) for v in (state.progress.loss_sum, state.progress.window_sum)):
-        raise ValueError("the saved loss sums are not finite")

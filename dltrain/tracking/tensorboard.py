@@ -1,21 +1,21 @@
-"""Where a run reports: TensorBoard event files and the rich console."""
+"""TensorBoard for a run dir: scalars (kept in memory, handed over in batches), text, HPARAMS,
+images, figures, embeddings and histograms; the console (progress bar, tables) rides along."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sized
 from pathlib import Path
 from typing import Any
 
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, Progress, ProgressColumn, Task, TaskID, TextColumn
-from rich.table import Table
-from rich.text import Text
+from rich.progress import Progress
 from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams as hparams_summary
 from torchvision.utils import make_grid
+
+from dltrain.tracking import console, figures
 
 HAND_OFF_SECONDS = 5.0  # about how long scalars wait in memory before the writer gets them
 
@@ -108,24 +108,7 @@ class Tracker:
         self, tag: str, matrix: list[list[int]], labels: list[str], step: int = 0
     ) -> None:
         """Log a confusion matrix as a heat-map figure (rows true, columns predicted)."""
-        plt = pyplot()
-
-        size = min(2 + 0.5 * len(labels), 12)
-        fig, ax = plt.subplots(figsize=(size, size))
-        ax.imshow(matrix, cmap="Blues")
-        ax.set(
-            xticks=range(len(labels)), yticks=range(len(labels)), xlabel="predicted", ylabel="true"
-        )
-        ax.set_xticklabels(labels, rotation=90)
-        ax.set_yticklabels(labels)
-        if len(labels) <= 20:
-            top = max(max(row) for row in matrix) or 1
-            for i, row in enumerate(matrix):
-                for j, count in enumerate(row):
-                    color = "white" if count > top / 2 else "black"
-                    ax.text(j, i, str(count), ha="center", va="center", color=color, fontsize=8)
-        fig.tight_layout()
-        self.writer.add_figure(tag, fig, step)  # closes the figure
+        self.writer.add_figure(tag, figures.confusion(matrix, labels), step)  # closes it
 
     def regression_figure(
         self,
@@ -136,19 +119,7 @@ class Tracker:
         png: Path | None = None,
     ) -> None:
         """Log predicted and actual values (first target) in split order and as a scatter."""
-        plt = pyplot()
-        pred, true = predicted[:, 0].float().numpy(), actual[:, 0].float().numpy()
-        fig, (series, scatter) = plt.subplots(1, 2, figsize=(10, 4))
-        series.plot(true, label="actual")
-        series.plot(pred, label="predicted", linestyle="--")
-        series.set(xlabel="sample (split order)", ylabel="target")
-        series.legend()
-        scatter.scatter(true, pred, s=6)
-        low, high = float(min(true.min(), pred.min())), float(max(true.max(), pred.max()))
-        scatter.plot([low, high], [low, high], color="grey", linewidth=1)
-        scatter.set(xlabel="actual", ylabel="predicted")
-        fig.tight_layout()
-        self.figure(tag, fig, step, png)
+        self.figure(tag, figures.predicted_vs_actual(predicted, actual), step, png)
 
     def histograms(self, model: nn.Module, step: int) -> None:
         """Log a histogram of every parameter tensor."""
@@ -156,28 +127,12 @@ class Tracker:
             self.writer.add_histogram(f"weights/{name}", param.detach().float().cpu(), step)
 
     def progress(self) -> Progress:
-        """A progress bar showing epoch, steps, timing and the latest metrics.
-
-        rich redraws it by itself once a second (through validation too); `track` redraws it as
-        training steps go by.
-        """
-        return Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            StepsColumn(),
-            TextColumn("{task.fields[status]}"),
-            console=self.console,
-            refresh_per_second=1,
-        )
+        """A progress bar showing epoch, steps, timing and the latest metrics (console.py)."""
+        return console.progress_bar(self.console)
 
     def table(self, title: str, caption: str, metrics: dict[str, float]) -> None:
         """Print metrics as a two-column table."""
-        table = Table(title=title, caption=caption)
-        table.add_column("metric")
-        table.add_column("value", justify="right")
-        for name, value in metrics.items():
-            table.add_row(name, f"{value:.4f}")
-        self.console.print(table)
+        self.console.print(console.metrics_table(title, metrics, caption=caption, digits=4))
 
     def __enter__(self) -> Tracker:
         return self
@@ -196,41 +151,6 @@ class Tracker:
         self.writer.close()
 
 
-class StepsColumn(ProgressColumn):
-    """Steps done of all, time taken and time left in one cell (rich takes ~0.1 ms per cell)."""
-
-    def render(self, task: Task) -> Text:
-        taken = task.finished_time if task.finished else task.elapsed
-        left = "-:--:--" if task.time_remaining is None else clock(task.time_remaining)
-        return Text(f"{task.completed}/{task.total} {clock(taken or 0)} < {left}")
-
-
-def clock(seconds: float) -> str:
-    """Seconds as h:mm:ss."""
-    minutes, secs = divmod(int(seconds), 60)
-    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
-
-
-def track(
-    progress: Progress, bar: TaskID, items: Sized, description: str, every: float = 0.25
-) -> Iterator:
-    """Yield `items`, moving `bar` (restarted at 0, with its own clock) at most every `every` s.
-
-    It moves and redraws from this thread. rich's own Progress.track moves the bar from a second
-    thread and rich redraws from a third, ten times a second each: on 2 cores their wake-ups cost
-    small training steps 1-2% (benchmarks/overhead.py).
-    """
-    progress.reset(bar, total=len(items), description=description)
-    done, shown = 0, time.monotonic()
-    for item in items:
-        yield item
-        done += 1
-        if (now := time.monotonic()) - shown >= every:
-            progress.update(bar, completed=done, refresh=True)
-            shown = now
-    progress.update(bar, completed=done)  # drawn with the epoch's metrics, or within a second
-
-
 class _Discard:
     """Stands in for a SummaryWriter: every method call does nothing (and returns itself)."""
 
@@ -239,15 +159,6 @@ class _Discard:
 
     def __call__(self, *args: Any, **kwargs: Any) -> _Discard:
         return self
-
-
-def markdown_matrix(matrix: list[list[int]], labels: list[str]) -> str:
-    """A confusion matrix as a markdown table (rows true, columns predicted)."""
-    head = "| true \\ pred | " + " | ".join(labels) + " |"
-    rule = "|---" * (len(labels) + 1) + "|"
-    pairs = zip(labels, matrix, strict=True)
-    rows = [f"| {label} | " + " | ".join(map(str, row)) + " |" for label, row in pairs]
-    return "\n".join([head, rule, *rows])
 
 
 def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -260,13 +171,3 @@ def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[name] = value if isinstance(value, bool | int | float | str) else str(value)
     return flat
-
-
-def pyplot():
-    """matplotlib's pyplot on the file-only Agg backend (imported on first use: it is slow)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot
-
-    return pyplot

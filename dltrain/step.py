@@ -1,23 +1,17 @@
-"""What a run is made of (Parts), how each batch is run (StepOptions) and how far it got."""
+"""How each training step runs (StepContext) and when a run has diverged (DivergenceCheck)."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 import torch
-from omegaconf import DictConfig
 from torch import nn
 
-from dltrain.config import TrainerOptions
-from dltrain.data.splits import DataSplits
 from dltrain.data.transforms import BatchTransform
-from dltrain.distributed import World
 from dltrain.optim import Schedule
 from dltrain.regularization import L1, GradClip
-from dltrain.tracking import Tracker
+from dltrain.world import World
 
 
 class DivergedError(RuntimeError):
@@ -64,7 +58,7 @@ class DivergenceCheck:
 
 
 @dataclass
-class StepOptions:
+class StepContext:
     """How each batch is run: device, input transform, precision, per-step regularization."""
 
     device: torch.device
@@ -92,54 +86,3 @@ class StepOptions:
             return model(x)  # no torch.autocast at all: even disabled it costs time every step
         with torch.autocast(self.device.type, dtype=self.amp_dtype):
             return model(x).float()  # the loss runs outside autocast: some are unsafe in fp16
-
-
-@dataclass
-class Parts:
-    """Everything a run is built from."""
-
-    cfg: DictConfig
-    trainer: TrainerOptions
-    data: DataSplits
-    opts: StepOptions
-    model: nn.Module
-    loss_fn: nn.Module
-    optimizer: torch.optim.Optimizer
-    regs: dict[str, Any]
-    batches: dict[str, Any]  # "train", and "val"/"test" when the dataset has them
-    run_dir: Path
-    tracker: Tracker
-    ddp: nn.Module | None = None  # the DistributedDataParallel wrapper when several ranks train
-
-    @property
-    def world(self) -> World:
-        return self.opts.world
-
-    @property
-    def trained(self) -> nn.Module:
-        """What training steps call: the DDP wrapper, or the model itself on one rank."""
-        return self.ddp or self.model
-
-
-@dataclass
-class EpochProgress:
-    """Running sums of the epoch in progress, so a mid-epoch resume logs the same numbers."""
-
-    loss_sum: float = 0.0  # sum over samples of the training loss
-    samples: int = 0
-    window_sum: float = 0.0  # since train/loss was last logged
-    window_steps: int = 0
-
-
-@dataclass
-class FitState:
-    """Progress through training: what a checkpoint records."""
-
-    epoch: int = 0
-    step: int = 0
-    best_value: float | None = None
-    best_epoch: int | None = None
-    best_metrics: dict[str, float] = field(default_factory=dict)
-    last_metrics: dict[str, float] = field(default_factory=dict)  # of the latest epoch
-    stopped_early: bool = False
-    progress: EpochProgress = field(default_factory=EpochProgress)  # of the epoch under way

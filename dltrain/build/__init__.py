@@ -1,0 +1,1 @@
+"""Config -> the objects of a run: one module per part, and the recipe (run.build_run)."""

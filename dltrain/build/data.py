@@ -1,0 +1,46 @@
+"""The run's data: the dataset's splits, its task checked against the model and loss, batches."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+
+from dltrain.config import options, run_task, task_problems
+from dltrain.data.batches import make_batches
+from dltrain.data.splits import DataSplits
+from dltrain.errors import ConfigError
+from dltrain.registry import DATASETS
+from dltrain.trainer_options import TrainerOptions
+from dltrain.world import World
+
+
+def build_data(cfg: DictConfig) -> DataSplits:
+    """The dataset's splits; its task (or the model's own) must fit the model and loss."""
+    data = DATASETS.build(cfg.dataset.name, options(cfg.dataset))
+    data.meta.task = run_task(cfg, data.meta.task)
+    if problems := task_problems(cfg, data.meta.task):
+        raise ConfigError(problems)
+    return data
+
+
+def build_batches(
+    data: DataSplits, trainer: TrainerOptions, device: torch.device, world: World
+) -> dict[str, Any]:
+    """A batch iterator per split ("train", and "val"/"test" when present), sharded by rank."""
+    splits = {"train": data.train, "val": data.val, "test": data.test}
+    return {
+        name: make_batches(
+            dataset,
+            trainer.batch_size,
+            name == "train",
+            trainer.seed,
+            trainer.num_workers,
+            device,
+            world.rank,
+            world.size,
+        )
+        for name, dataset in splits.items()
+        if dataset is not None
+    }

@@ -1,0 +1,78 @@
+"""build_run: a composed config -> the objects of a run (BuiltRun), in the order they depend."""
+
+from __future__ import annotations
+
+import logging
+import random
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+from rich.console import Console
+
+from dltrain.build.data import build_batches, build_data
+from dltrain.build.model import build_model, place_model
+from dltrain.build.optimisation import build_loss, build_optimizer, build_schedule
+from dltrain.build.run_dir import start_run_dir
+from dltrain.build.step_context import build_step_context
+from dltrain.built_run import BuiltRun
+from dltrain.config import check_config, options
+from dltrain.device import seed_everything, select_device
+from dltrain.regularization import build_regularizers
+from dltrain.tracking.tensorboard import Tracker
+from dltrain.trainer_options import TrainerOptions
+from dltrain.world import World, check_world
+
+log = logging.getLogger(__name__)
+
+
+def build_run(
+    cfg: DictConfig,
+    run_dir: Path,
+    console: Console | None = None,
+    resume_step: int | None = None,
+    world: World | None = None,
+) -> BuiltRun:
+    """Validate the config, then build data, model, loss, optimizer, schedule and tracker."""
+    world = world or World()
+    check_config(cfg)
+    trainer = TrainerOptions(**options(cfg.trainer))
+    check_world(cfg.trainer, world)
+    if trainer.seed is None:  # record the drawn seed (rank 0's) so the run can be repeated
+        seed = world.broadcast_object(random.SystemRandom().randrange(2**31))
+        trainer.seed = cfg.trainer.seed = seed
+    seed_everything(trainer.seed, trainer.deterministic)
+    torch.autograd.set_detect_anomaly(trainer.detect_anomaly)  # set both ways: sweeps share it
+    device = select_device(trainer.device, world.local_rank)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)  # NCCL and DDP use the current device
+
+    data = build_data(cfg)
+    regularizers = build_regularizers(options(cfg.get("regularization") or {}))
+    model, ddp = place_model(build_model(cfg, data.meta, regularizers), trainer, device, world)
+    loss_fn = build_loss(cfg, device)
+    optimizer = build_optimizer(cfg, model, regularizers)
+    batches = build_batches(data, trainer, device, world)
+    schedule = build_schedule(cfg, optimizer, trainer.epochs, len(batches["train"]))
+    context = build_step_context(trainer, data.meta, regularizers, schedule, device, world)
+    tracker = start_run_dir(cfg, run_dir, data, console, resume_step) if world.main else None
+    size = sum(p.numel() for p in model.parameters())
+    ranks = f" x {world.size} ranks (DDP)" if world.size > 1 else ""
+    log.info(
+        f"run dir {run_dir} | device {device}{ranks} | {cfg.model.name} ({size:,} parameters) "
+        f"on {cfg.dataset.name} ({data.meta.task}, {len(data.train)} training samples)"
+    )
+    return BuiltRun(
+        cfg=cfg,
+        trainer=trainer,
+        data=data,
+        context=context,
+        model=model,
+        loss_fn=loss_fn,
+        optimizer=optimizer,
+        regularizers=regularizers,
+        batches=batches,
+        run_dir=run_dir,
+        tracker=tracker or Tracker.silent(),
+        ddp=ddp,
+    )

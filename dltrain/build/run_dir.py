@@ -1,0 +1,40 @@
+"""A new (or resumed) run dir's first files, and the tracker that logs into it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+
+from dltrain.data.batches import samples
+from dltrain.data.splits import DataSplits
+from dltrain.files import save_json_atomic, save_text_atomic
+from dltrain.tracking.tensorboard import Tracker
+
+
+def start_run_dir(
+    cfg: DictConfig,
+    run_dir: Path,
+    data: DataSplits,
+    console: Console | None,
+    resume_step: int | None = None,
+) -> Tracker:
+    """Write the resolved config (and tokenizer); open TensorBoard with the config and samples.
+
+    A resumed run appends to its TensorBoard run, hiding what was logged after `resume_step`.
+    """
+    resolved = OmegaConf.to_yaml(cfg, resolve=True)
+    save_text_atomic(resolved, run_dir / "config.yaml")
+    preprocessing = dict(data.meta.preprocessing)  # what new inputs must go through, as here
+    if tokenizer := preprocessing.pop("tokenizer", None):
+        save_text_atomic(tokenizer, run_dir / "tokenizer.json")
+    if preprocessing:
+        save_json_atomic(preprocessing, run_dir / "preprocessing.json")
+    if resume_step is not None:
+        return Tracker(run_dir, console, purge_step=resume_step + 1)
+    tracker = Tracker(run_dir, console)
+    tracker.text("config", f"```yaml\n{resolved}```")
+    if len(data.meta.input_shape) == 3:  # images: show what the model is fed
+        tracker.images("train/samples", samples(data.train, list(range(min(64, len(data.train))))))
+    return tracker

@@ -1,0 +1,1 @@
+"""Where a run reports: TensorBoard (tensorboard.py), the console (console.py), figures."""

@@ -1,0 +1,84 @@
+"""The `trainer` group: how a run is executed (its defaults are conf/trainer/default.yaml's)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from dltrain.errors import ConfigError, did_you_mean
+
+PRECISIONS = {"32": None, "bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
+# Where a run trains: a resumed run takes these from its new command, not from its checkpoint.
+WHERE_TO_TRAIN = ("trainer.device", "trainer.devices", "trainer.num_nodes", "trainer.strategy")
+
+
+@dataclass
+class TrainerOptions:
+    """The `trainer` group: how a run is executed."""
+
+    epochs: int = 20
+    batch_size: int = 64
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    seed: int | None = None
+    deterministic: bool = False
+    log_every_n_steps: int = 10
+    num_workers: int = 0
+    monitor: str = "val/loss"
+    monitor_mode: Literal["min", "max"] = "min"
+    precision: str | int = "32"  # 32 | bf16-mixed | 16-mixed (CUDA only)
+    channels_last: bool = False
+    compile: bool = False
+    histogram_every_n_epochs: int = 0  # weight histograms in TensorBoard; 0: never
+    checkpoint_every_n_steps: int = 0  # mid-epoch checkpoints (last.pt); 0: at epoch ends only
+    keep_checkpoints: int = 0  # also keep the newest K as checkpoints/step-<step>.pt
+    dry_run: bool = False  # one training and one evaluation batch, a report, nothing saved
+    detect_anomaly: bool = False  # autograd anomaly detection: slow, names the op that made NaN
+    devices: int = 1  # processes per node (one per GPU); more than one trains with DDP
+    num_nodes: int = 1  # machines; each runs `devices` processes
+    strategy: Literal["auto", "ddp"] = "auto"  # auto: DDP whenever more than one process trains
+    oversubscribe: bool = False  # allow more CPU processes (devices) than this process's CPUs
+    divergence_threshold: float = 1e4  # a loss this many times the first step's has diverged
+
+    def __post_init__(self) -> None:
+        minimums = {
+            "epochs": 1,
+            "batch_size": 1,
+            "log_every_n_steps": 1,
+            "num_workers": 0,
+            "histogram_every_n_epochs": 0,
+            "checkpoint_every_n_steps": 0,
+            "keep_checkpoints": 0,
+            "devices": 1,
+            "num_nodes": 1,
+        }
+        problems = [
+            f"trainer.{key}: must be at least {low}, got {getattr(self, key)}"
+            for key, low in minimums.items()
+            if getattr(self, key) < low
+        ]
+        if self.seed is not None and not 0 <= self.seed < 2**32:
+            problems.append(f"trainer.seed: must be in [0, 2**32 - 1] or null, got {self.seed}")
+        if self.divergence_threshold < 0:
+            problems.append(
+                "trainer.divergence_threshold: must be >= 0 (0: stop on non-finite losses only), "
+                f"got {self.divergence_threshold}"
+            )
+        self.precision = str(self.precision)
+        if self.precision not in PRECISIONS:
+            problems.append(
+                f"trainer.precision: must be one of {', '.join(PRECISIONS)}, got "
+                f"'{self.precision}'.{did_you_mean(self.precision, PRECISIONS)}"
+            )
+        if problems:
+            raise ConfigError(problems)
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask), not the machine's count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # no affinity on this OS
+        return os.cpu_count() or 1

@@ -22,18 +22,10 @@ from dltrain.registry import (
     REGULARIZERS,
     SCHEDULERS,
     Registry,
-    check_kwargs,
 )
+from dltrain.signatures import check_kwargs
 from dltrain.trainer_options import TrainerOptions, usable_cpus
 
-# Values the training recipe passes to builders itself; they are not config options.
-RUNTIME = {
-    "model": ("in_features", "out_features", "input_shape", "num_classes", "vocab"),
-    "dataset": (),
-    "optimizer": ("params",),
-    "loss": (),
-    "scheduler": ("optimizer", "epochs", "steps_per_epoch"),
-}
 REGISTRIES = {
     "model": MODELS,
     "dataset": DATASETS,
@@ -63,11 +55,11 @@ def check_config(cfg: DictConfig, check_files: bool = True) -> None:
         if node is None or "name" not in node:
             problems.append(f"{group}: missing; choose one of {', '.join(registry.names())}")
             continue
-        found = registry.check(node.name, options(node), RUNTIME[group], path=group)
+        found = registry.check(node.name, options(node), path=group)
         problems += found
         valid += [] if found else [group]
     init = cfg.model.get("init") or {"name": "default"}
-    problems += INITIALIZERS.check(init.get("name"), options(init), ("model",), path="model.init")
+    problems += INITIALIZERS.check(init.get("name"), options(init), path="model.init")
     problems += _trainer_problems(cfg)
     problems += _regularization_problems(cfg)
     problems += _trial_build_problems(cfg, valid, check_files)
@@ -85,7 +77,7 @@ def _trial_build_problems(cfg: DictConfig, valid: list[str], check_files: bool) 
     problems = []
     if "loss" in valid:
         problems += _build_problems(partial(LOSSES.build, cfg.loss.name, options(cfg.loss)))
-    check = DATASETS.info(cfg.dataset.name).get("check") if "dataset" in valid else None
+    check = DATASETS.info(cfg.dataset.name).check if "dataset" in valid else None
     if check and check_files:
         problems += _build_problems(partial(check, **options(cfg.dataset)))  # its files, cheaply
     elif "dataset" in valid and {"val_fraction", "test_fraction"} <= set(cfg.dataset):
@@ -172,7 +164,7 @@ def _regularization_problems(cfg: DictConfig) -> list[str]:
 
 def expected_task(dataset: DictConfig) -> str | None:
     """The dataset's task if it is known from its config alone (None: known after loading)."""
-    task = DATASETS.info(dataset.name).get("task")
+    task = DATASETS.info(dataset.name).task
     if callable(task):
         try:
             return task(**options(dataset))
@@ -183,12 +175,12 @@ def expected_task(dataset: DictConfig) -> str | None:
 
 def run_task(cfg: DictConfig, data_task: str | None) -> str | None:
     """The run's task: the model's own when it has one (an autoencoder reconstructs its input)."""
-    return MODELS.info(cfg.model.name).get("task") or data_task
+    return MODELS.info(cfg.model.name).task or data_task
 
 
 def fitting(registry: Registry, task: str) -> list[str]:
     """Names in a registry whose `tasks` info includes `task`."""
-    return [n for n in registry.names() if task in registry.info(n).get("tasks", ())]
+    return [n for n in registry.names() if task in registry.info(n).tasks]
 
 
 def task_problems(cfg: DictConfig, task: str) -> list[str]:

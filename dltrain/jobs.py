@@ -24,7 +24,8 @@ from dltrain.failures import failure, print_problems
 from dltrain.launch import announce
 from dltrain.launch import run as launch_run
 from dltrain.launcher_env import launched
-from dltrain.report import collect, write_report
+from dltrain.report import write_report
+from dltrain.runs_table import collect
 from dltrain.signals import Interrupted
 from dltrain.sweep import share_machine
 from dltrain.sweep_resume import previous_outcome

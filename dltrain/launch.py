@@ -27,7 +27,7 @@ import torch.distributed as dist
 from omegaconf import DictConfig, OmegaConf
 
 from dltrain.errors import ConfigError
-from dltrain.launcher_env import launched
+from dltrain.launcher_env import launched, node_rank
 from dltrain.signals import Interrupted
 from dltrain.step import DivergedError
 from dltrain.train import run as train
@@ -62,20 +62,9 @@ def spawn(cfg: dict[str, Any], run_dir: Path) -> dict[str, Any]:
 
     trainer = cfg["trainer"]
     devices, nodes = int(trainer["devices"]), int(trainer["num_nodes"])
-    node_rank = int(os.environ.get("NODE_RANK", os.environ.get("SLURM_NODEID", 0)))
-    if nodes > 1 and not {"MASTER_ADDR", "MASTER_PORT"} <= set(os.environ):
-        raise ConfigError(
-            f"trainer.num_nodes={nodes}: set MASTER_ADDR, MASTER_PORT and NODE_RANK on every "
-            "node (or start the ranks with torchrun or srun; see the README)"
-        )
-    rendezvous = {
-        "WORLD_SIZE": str(devices * nodes),
-        "LOCAL_WORLD_SIZE": str(devices),
-        "MASTER_ADDR": os.environ.get("MASTER_ADDR", "127.0.0.1"),
-        "MASTER_PORT": os.environ.get("MASTER_PORT") or str(free_port()),
-    }
+    rendezvous = rendezvous_for(devices, nodes)
     reports = mp.get_context("spawn").SimpleQueue()
-    first = node_rank * devices
+    first = node_rank() * devices
     ranks = f"ranks {first}-{first + devices - 1} of {nodes * devices}"
     log.info(f"starting {devices} DDP processes: {ranks}")
     try:
@@ -105,6 +94,21 @@ def spawn(cfg: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     if failure is not None:
         raise RuntimeError(f"a training process died: {failure}")
     return next(summary for _, rank, summary in received if rank == first)
+
+
+def rendezvous_for(devices: int, nodes: int) -> dict[str, str]:
+    """torchrun's variables for the ranks started here (several nodes: the user's own)."""
+    if nodes > 1 and not {"MASTER_ADDR", "MASTER_PORT"} <= set(os.environ):
+        raise ConfigError(
+            f"trainer.num_nodes={nodes}: set MASTER_ADDR, MASTER_PORT and NODE_RANK on every "
+            "node (or start the ranks with torchrun or srun; see the README)"
+        )
+    return {
+        "WORLD_SIZE": str(devices * nodes),
+        "LOCAL_WORLD_SIZE": str(devices),
+        "MASTER_ADDR": os.environ.get("MASTER_ADDR", "127.0.0.1"),
+        "MASTER_PORT": os.environ.get("MASTER_PORT") or str(free_port()),
+    }
 
 
 def _worker(

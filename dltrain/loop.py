@@ -44,7 +44,7 @@ def train_one_epoch(
     progress = progress or EpochProgress()
     total, samples = progress.loss_sum, progress.samples
     window, window_steps = progress.window_sum, progress.window_steps
-    scaler, logged_lr = context.scaler, None
+    logged_lr = None
     for x, y in batches:
         x = context.inputs(x, train=True)
         y = x if context.reconstruct else y.to(context.device, non_blocking=True)
@@ -54,20 +54,7 @@ def train_one_epoch(
         value, n = context.world.mean_loss(loss, len(y))
         context.divergence.check(step + 1, value, finite)  # before the update: weights stay finite
         objective = loss + context.l1.penalty(model) if context.l1 else loss
-        optimizer.zero_grad(set_to_none=True)
-        (scaler.scale(objective) if scaler else objective).backward()
-        grad_norm = None
-        if context.grad_clip:
-            if scaler:
-                scaler.unscale_(optimizer)
-            grad_norm = context.grad_clip.clip(params)
-        if scaler:
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            optimizer.step()
-        if context.schedule is not None and context.schedule.interval == "step":
-            context.schedule.step()
+        grad_norm = update(objective, optimizer, params, context)
         step += 1
         total, samples = total + value * n, samples + n
         window, window_steps = window + value, window_steps + 1
@@ -82,6 +69,34 @@ def train_one_epoch(
         if after_step is not None:
             after_step(step, partial(EpochProgress, total, samples, window, window_steps))
     return total / max(samples, 1), step
+
+
+def update(
+    objective: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    params: list[torch.Tensor],
+    context: StepContext,
+) -> torch.Tensor | None:
+    """Backward, clip, step the optimizer (and a per-step schedule); the gradient norm if clipped.
+
+    With float16 the GradScaler scales the loss, and unscales before clipping.
+    """
+    scaler = context.scaler
+    optimizer.zero_grad(set_to_none=True)
+    (scaler.scale(objective) if scaler else objective).backward()
+    grad_norm = None
+    if context.grad_clip:
+        if scaler:
+            scaler.unscale_(optimizer)
+        grad_norm = context.grad_clip.clip(params)
+    if scaler:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    if context.schedule is not None and context.schedule.interval == "step":
+        context.schedule.step()
+    return grad_norm
 
 
 def loss_of(loss_fn: nn.Module, out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, bool]:

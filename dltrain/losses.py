@@ -91,6 +91,6 @@ def num_outputs(meta: DataMeta, loss: str) -> int:
     """How many scores the model must output for this dataset and loss."""
     if meta.task in ("regression", "reconstruction"):
         return meta.num_targets
-    if LOSSES.info(loss).get("outputs") == "classes":
+    if LOSSES.info(loss).outputs == "classes":
         return meta.num_classes
     return 1

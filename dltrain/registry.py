@@ -1,35 +1,85 @@
-"""One small registry mechanism for every pluggable component (models, datasets, losses, ...)."""
+"""One small registry mechanism for every pluggable component (models, datasets, losses, ...).
+
+Each entry is a builder (a class or function taking flat keyword options) plus typed facts the
+rest of dltrain reads (ModelInfo, DatasetInfo, LossInfo); each registry also names the runtime
+values its builders may ask for, which the caller passes and a config cannot set.
+"""
 
 from __future__ import annotations
 
-import builtins
 import importlib
-import inspect
-import types
-import typing
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from dataclasses import dataclass, fields
+from typing import Any, Literal
 
 from dltrain.errors import ConfigError, did_you_mean
+from dltrain.signatures import check_kwargs, parameters
+
+Task = Literal["binary", "multiclass", "regression", "reconstruction"]
+
+
+@dataclass(frozen=True)
+class NoInfo:
+    """Entries of this registry declare nothing beyond their builder."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a model declares: the tasks it fits, the task it imposes, and the input it reads."""
+
+    tasks: tuple[Task, ...] = ()
+    task: Task | None = None  # its own task whatever the data's (an autoencoder reconstructs)
+    input: Literal["flat", "image", "sequence", "tokens"] = "flat"
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a dataset declares before any data is read (so a config is checked up front)."""
+
+    task: Task | Callable[..., Task | None] | None = None  # a function of its options, if it varies
+    reads_files: bool = False  # False: made in memory (bundled or generated), never fails to load
+    check: Callable[..., None] | None = None  # a cheap look at its files, before a run dir exists
+
+
+@dataclass(frozen=True)
+class LossInfo:
+    """What a loss declares: the tasks it fits and how many scores the model must give."""
+
+    tasks: tuple[Task, ...] = ()
+    outputs: Literal["one", "classes"] = "one"  # classes: one score per class
 
 
 class Registry:
-    """Maps short snake_case names to builders (classes or functions) plus free-form info."""
+    """Maps short snake_case names to builders (classes or functions) plus their typed info."""
 
-    def __init__(self, kind: str, populate: str | None = None):
+    def __init__(
+        self,
+        kind: str,
+        populate: str | None = None,
+        info: type = NoInfo,
+        runtime: tuple[str, ...] = (),
+    ):
         self.kind = kind
+        self.runtime = runtime  # values the caller passes to builders; never config options
         self._populate = populate  # module whose import registers this registry's entries
+        self._info_type = info
         self._builders: dict[str, Callable[..., Any]] = {}
-        self._info: dict[str, dict[str, Any]] = {}
+        self._info: dict[str, Any] = {}
 
     def register(self, name: str, **info: Any) -> Callable[[Callable], Callable]:
-        """Decorator registering a builder under `name`; `info` holds facts like fitting tasks."""
+        """Decorator registering a builder under `name`; `info` fills this registry's info type."""
+        known = {f.name for f in fields(self._info_type)}
+        if unknown := sorted(set(info) - known):
+            raise TypeError(
+                f"{self.kind} '{name}': no registration info {', '.join(unknown)}; "
+                f"{self._info_type.__name__} has {', '.join(sorted(known)) or 'none'}"
+            )
 
         def add(builder: Callable) -> Callable:
             if name in self._builders:
                 raise RuntimeError(f"{self.kind} '{name}' is registered twice")
             self._builders[name] = builder
-            self._info[name] = info
+            self._info[name] = self._info_type(**info)
             return builder
 
         return add
@@ -61,8 +111,8 @@ class Registry:
             raise ConfigError(self.unknown(name))
         return self._builders[name]
 
-    def info(self, name: str) -> dict[str, Any]:
-        """The info given at registration."""
+    def info(self, name: str) -> Any:
+        """The info given at registration (an instance of this registry's info type)."""
         self.get(name)
         return self._info[name]
 
@@ -70,18 +120,20 @@ class Registry:
         self,
         name: Any,
         kwargs: Mapping[str, Any],
-        runtime: Iterable[str] = (),
+        runtime: Iterable[str] | None = None,
         path: str | None = None,
     ) -> list[str]:
-        """Problems binding config `kwargs` (found at `path`) plus `runtime` names to `name`."""
+        """Problems binding config `kwargs` (found at `path`) to `name`'s builder; the runtime
+        names (default: this registry's) are the caller's to pass, not the config's."""
         path = path or self.kind
         if name not in self:
             return [f"{path}: {self.unknown(name)}"]
+        runtime = self.runtime if runtime is None else runtime
         return check_kwargs(path, f"{self.kind} '{name}'", self._builders[name], kwargs, runtime)
 
     def build(self, name: str, kwargs: Mapping[str, Any], **runtime: Any) -> Any:
         """Check, then call the builder with config `kwargs` and the runtime values it accepts."""
-        accepted = _parameters(self.get(name))
+        accepted = parameters(self.get(name))
         runtime = {k: v for k, v in runtime.items() if k in accepted}
         problems = self.check(name, kwargs, runtime)
         if problems:
@@ -102,104 +154,16 @@ class Registry:
 
     def accepts(self, name: str, option: str) -> bool:
         """Whether the builder of `name` takes the keyword `option`."""
-        return option in _parameters(self.get(name))
+        return option in parameters(self.get(name))
 
 
-def check_kwargs(
-    path: str,
-    what: str,
-    builder: Callable,
-    kwargs: Mapping[str, Any],
-    runtime: Iterable[str] = (),
-) -> list[str]:
-    """Problems binding config `kwargs` (at config `path`) to the signature of `what`'s builder."""
-    params = _parameters(builder)
-    runtime = set(runtime)
-    allowed = [p for p in params if p not in runtime]
-    problems = []
-    for key, value in kwargs.items():
-        if key not in allowed:
-            problems.append(
-                f"{path}.{key}: {what} has no option '{key}'.{did_you_mean(key, allowed)} "
-                f"Options: {', '.join(allowed) or '(none)'}"
-            )
-        elif (expected := _type_mismatch(params[key], value)) is not None:
-            problems.append(f"{path}.{key}: must be {expected}")
-    for pname, param in params.items():
-        required = param.default is inspect.Parameter.empty
-        if required and pname not in kwargs and pname not in runtime:
-            problems.append(f"{path}.{pname}: required by {what} but not set")
-    return problems
-
-
-def _parameters(builder: Callable) -> dict[str, inspect.Parameter]:
-    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    params = inspect.signature(builder).parameters.values()
-    return {p.name: p for p in params if p.kind in kinds}
-
-
-_SIMPLE = (bool, int, float, str, list, tuple, dict, type(None))
-
-
-def _type_mismatch(param: inspect.Parameter, value: Any) -> str | None:
-    """What was expected when `value` clearly does not fit the annotation, else None."""
-    annotation = _evaluate(param.annotation)
-    if typing.get_origin(annotation) is typing.Literal:
-        choices = typing.get_args(annotation)
-        if value in choices:
-            return None
-        return (
-            f"one of {', '.join(map(str, choices))}, got {value!r}."
-            f"{did_you_mean(value, map(str, choices))}"
-        )
-    allowed = _simple_types(annotation)
-    if not allowed:
-        return None  # unannotated or exotic annotation: nothing we can judge
-    if isinstance(value, bool):
-        ok = bool in allowed
-    elif isinstance(value, int):
-        ok = int in allowed or float in allowed
-    elif isinstance(value, Mapping):
-        ok = dict in allowed
-    elif isinstance(value, Iterable) and not isinstance(value, str):
-        ok = list in allowed or tuple in allowed
-    else:
-        ok = isinstance(value, tuple(allowed))
-    if ok:
-        return None
-    names = sorted("null" if t is type(None) else t.__name__ for t in allowed)
-    return f"{' or '.join(names)}, got {value!r}"
-
-
-def _evaluate(annotation: Any) -> Any:
-    """Turn a postponed (string) annotation into an object; unknown names give Parameter.empty."""
-    if not isinstance(annotation, str):
-        return annotation
-    try:
-        return eval(annotation, {**vars(builtins), **vars(typing)})  # noqa: S307
-    except Exception:
-        return inspect.Parameter.empty
-
-
-def _simple_types(annotation: Any) -> set[type]:
-    """The builtin types an annotation admits; empty when it admits no simple builtin."""
-    if annotation is inspect.Parameter.empty or annotation is Any:
-        return set()
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        # Parts a config cannot express (a Tensor) are ignored: Union[float, Tensor] -> float.
-        return set().union(*(_simple_types(arg) for arg in typing.get_args(annotation)))
-    if origin is not None:
-        annotation = origin
-    if annotation is None:
-        return {type(None)}
-    return {annotation} if annotation in _SIMPLE else set()
-
-
-MODELS = Registry("model", populate="dltrain.models")
-DATASETS = Registry("dataset", populate="dltrain.data")
-LOSSES = Registry("loss", populate="dltrain.losses")
-OPTIMIZERS = Registry("optimizer", populate="dltrain.optim")
-SCHEDULERS = Registry("scheduler", populate="dltrain.optim")
-REGULARIZERS = Registry("regularization", populate="dltrain.regularization")
-INITIALIZERS = Registry("init", populate="dltrain.models.init")
+MODEL_RUNTIME = ("in_features", "out_features", "input_shape", "num_classes", "vocab")
+MODELS = Registry("model", "dltrain.models", ModelInfo, MODEL_RUNTIME)
+DATASETS = Registry("dataset", "dltrain.data", DatasetInfo)
+LOSSES = Registry("loss", "dltrain.losses", LossInfo)
+OPTIMIZERS = Registry("optimizer", "dltrain.optim", runtime=("params",))
+SCHEDULERS = Registry(
+    "scheduler", "dltrain.optim", runtime=("optimizer", "epochs", "steps_per_epoch")
+)
+REGULARIZERS = Registry("regularization", "dltrain.regularization")
+INITIALIZERS = Registry("init", "dltrain.models.init", runtime=("model",))

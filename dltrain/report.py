@@ -7,11 +7,8 @@
 from __future__ import annotations
 
 import argparse
-import logging
-import os
-import re
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +18,17 @@ from rich.table import Table
 
 from dltrain.errors import did_you_mean
 from dltrain.failures import describe
-from dltrain.run_files import read_overrides, read_summary, read_yaml
+from dltrain.report_curves import loss_curves_figure
+from dltrain.runs_table import (
+    collect,
+    labels,
+    lower_is_better,
+    metric_columns,
+    override_columns,
+    summarize,
+    varying,
+)
 
-SEED_KEYS = ("trainer.seed", "dataset.split_seed")
-NOT_SETTINGS = ("resume_sweep=", "resume=")  # how a job was started, not what it trained
-LOWER_IS_BETTER = ("loss", "mse", "rmse", "mae", "err", "perplexity", "time")
-EPOCH_TAGS = {"train/loss": "train/epoch_loss"}  # stands in when a short run logged no steps
-KEPT = ("best_epoch", "epochs_completed", "seed", "monitor", "wall_time_s", "error")
-TAIL = ["best_epoch", "epochs", "seed", "monitor", "wall_time_s", "error", "path"]
 INTS = ("best_epoch", "epochs", "seed")
 Cells = list[list[str]]  # a header row, then the rows
 Section = tuple[str, str, Cells]  # title, caption, cells: one table for the console and Markdown
@@ -40,176 +40,6 @@ class ReportError(ValueError):
 
 class WriteError(Exception):
     """A report file could not be written (a read-only folder, a file where the folder goes)."""
-
-
-def find_runs(paths: Iterable[str | Path]) -> list[Path]:
-    """Run dirs under the paths: with a metrics.json, or started (config, .hydra) but unfinished."""
-    found: set[Path] = set()
-    for root in map(Path, paths):
-        for marker in ("metrics.json", "config.yaml", "overrides.yaml"):
-            found.update(hit.parent for hit in root.rglob(marker))
-    runs = {(d.parent if d.name == ".hydra" else d).resolve() for d in found}
-    return sorted((d for d in runs if _is_run(d)), key=_natural)
-
-
-def _is_run(d: Path) -> bool:
-    hydra = (d / ".hydra" / "overrides.yaml").is_file()
-    started = (d / "config.yaml").is_file() and (d / "tensorboard").is_dir()
-    return (d / "metrics.json").is_file() or hydra or started
-
-
-def _natural(path: Path) -> list[Any]:
-    """Sort key putting job 2 before job 10."""
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(path))]
-
-
-def collect(paths: str | Path | Iterable[str | Path]) -> pd.DataFrame:
-    """One row per run: run, overrides (one string + one column per key), status, metrics, ..."""
-    paths = [paths] if isinstance(paths, str | Path) else list(paths)
-    dirs = find_runs(paths)
-    if not dirs:
-        return pd.DataFrame(columns=["run", "overrides", "status", *TAIL])
-    base = Path(os.path.commonpath([d.parent for d in dirs]))
-    rows = [_row(d, base) for d in dirs]
-    keys = list(dict.fromkeys(k for row in rows for k in row.pop("_keys")))
-    frame = pd.DataFrame(rows)
-    metrics = [c for c in frame.columns if "/" in c and not c.startswith("last/")]
-    last = [c for c in frame.columns if c.startswith("last/")]
-    return frame[["run", "overrides", *keys, "status", *metrics, *last, *TAIL]]
-
-
-def _row(run_dir: Path, base: Path) -> dict[str, Any]:
-    """One run's row. Its files are data from anywhere: one that cannot be read is noted in the
-    error column (metrics.json: status "unreadable"), and the run still gets its row."""
-    notes = []
-    overrides, why = read_overrides(run_dir)
-    if why:
-        notes.append(f"unreadable .hydra/overrides.yaml ({why}): no overrides")
-    overrides = [o for o in overrides or [] if not o.startswith(NOT_SETTINGS)]
-    keyed = {k.lstrip("+~"): v for k, _, v in (o.partition("=") for o in overrides)}
-    summary, why = read_summary(run_dir)
-    status = "unreadable" if why else (summary or {}).get("status", "unknown")
-    if why:
-        notes.insert(0, f"unreadable metrics.json ({why})")
-    summary = summary or {}
-    row: dict[str, Any] = {"run": run_dir.relative_to(base).as_posix(), "_keys": list(keyed)}
-    row |= {"overrides": " ".join(overrides), **keyed, "status": status}
-    row |= {k: v for k, v in (summary.get("metrics") or {}).items() if "/" in k}
-    row |= {f"last/{k}": v for k, v in (summary.get("last_metrics") or {}).items()}
-    row |= {k.replace("_completed", ""): summary.get(k) for k in KEPT} | {"path": str(run_dir)}
-    if row["seed"] is None:  # unfinished: the resolved config still records the seed
-        config, why = read_yaml(run_dir / "config.yaml")
-        if why:
-            notes.append(f"unreadable config.yaml ({why}): no seed")
-        trainer = config.get("trainer") if isinstance(config, dict) else None
-        row["seed"] = trainer.get("seed") if isinstance(trainer, dict) else None
-    if notes:
-        row["error"] = "; ".join([*([str(row["error"])] if row["error"] else []), *notes])
-    return row
-
-
-def override_columns(frame: pd.DataFrame) -> list[str]:
-    """The one-column-per-overridden-key columns of a `collect` frame."""
-    columns = list(frame.columns)
-    return columns[columns.index("overrides") + 1 : columns.index("status")]
-
-
-def metric_columns(frame: pd.DataFrame) -> list[str]:
-    """Numeric metric columns (`val/acc`, `test/loss`, `last/train/loss`)."""
-    return [c for c in frame.columns if "/" in c and _numeric(frame[c])]
-
-
-def _numeric(column: pd.Series) -> bool:
-    return pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
-
-
-def summarize(frame: pd.DataFrame, over: str | Sequence[str] = SEED_KEYS) -> pd.DataFrame:
-    """Per setting (overrides apart from `over`): n, and mean and std of every numeric metric."""
-    over = [over] if isinstance(over, str) else list(over)
-    keys = [k for k in override_columns(frame) if k not in over]
-    setting = [
-        " ".join(f"{k}={row[k]}" for k in keys if pd.notna(row[k]))
-        for _, row in frame[keys].iterrows()
-    ]
-    grouped = frame.assign(setting=setting).groupby("setting", sort=False)
-    columns = [*metric_columns(frame), *[c for c in ["wall_time_s"] if _numeric(frame[c])]]
-    stats = grouped[columns].agg(["mean", "std"])  # std: sample std (ddof 1), NaN for n = 1
-    stats.columns = [f"{metric} {stat}" for metric, stat in stats.columns]
-    n = grouped.size().rename("n")
-    completed = grouped["status"].agg(lambda s: int((s == "completed").sum())).rename("completed")
-    return pd.concat([n, completed, stats], axis=1).reset_index()
-
-
-def lower_is_better(metric: str) -> bool:
-    """True for loss-, error- and time-like names (sorted ascending), False for acc, f1, r2, ..."""
-    leaf = metric.rsplit("/", 1)[-1]
-    return any(word in leaf for word in LOWER_IS_BETTER)
-
-
-def varying(frame: pd.DataFrame) -> list[str]:
-    """The overridden keys whose value differs between runs."""
-    return [k for k in override_columns(frame) if frame[k].nunique(dropna=False) > 1]
-
-
-def labels(frame: pd.DataFrame) -> list[str]:
-    """Legend label per run: its overrides that differ between runs (else the run name), unique."""
-    keys = varying(frame)
-    names = [" ".join(f"{k}={r[k]}" for k in keys if pd.notna(r[k])) for _, r in frame.iterrows()]
-    runs = list(frame["run"])
-    names = [n or run for n, run in zip(names, runs, strict=True)]
-    return [n if names.count(n) == 1 else f"{n} [{r}]" for n, r in zip(names, runs, strict=True)]
-
-
-def loss_curves_figure(
-    runs: Mapping[str, str | Path], path: str | Path, tag: str | Sequence[str] = "train/loss"
-) -> Path | None:
-    """Overlay scalar `tag` of all runs (label -> run dir), a subplot per tag; None: not logged."""
-    tags = [tag] if isinstance(tag, str) else list(tag)
-    read = {
-        label: scalars(run_dir, [*tags, *EPOCH_TAGS.values()]) for label, run_dir in runs.items()
-    }
-    curves = {}  # tag -> {label: (steps, values)}
-    for name in tags:
-        for logged in (name, EPOCH_TAGS.get(name, name)):
-            by_run = {label: xy[logged] for label, xy in read.items() if logged in xy}
-            if by_run:
-                curves[logged] = by_run
-                break
-    if not curves:
-        return None
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only; imported here because it is slow
-    from matplotlib import pyplot as plt
-
-    fig, axes = plt.subplots(1, len(curves), figsize=(6 * len(curves), 4), squeeze=False)
-    for ax, (name, by_run) in zip(axes[0], curves.items(), strict=True):
-        for label, (steps, values) in by_run.items():
-            ax.plot(steps, values, label=label, linewidth=1)
-        ax.set(title=name, xlabel="step", ylabel=name)
-        ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize="small")
-    fig.tight_layout()
-    try:
-        fig.savefig(path, dpi=100)
-    finally:  # a figure left open on a failed save stays in pyplot's memory
-        plt.close(fig)
-    return Path(path)
-
-
-def scalars(run_dir: str | Path, tags: Sequence[str]) -> dict[str, tuple[list[int], list[float]]]:
-    """(steps, values) of each tag the run's TensorBoard events hold, every point kept."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    logging.getLogger("tensorboard").setLevel(logging.WARNING)  # not "No path found after" each
-    events = Path(run_dir) / "tensorboard"
-    if not events.is_dir():
-        return {}
-    accumulator = EventAccumulator(str(events), size_guidance={"scalars": 0})
-    accumulator.Reload()
-    logged = set(accumulator.Tags()["scalars"])
-    points = {t: accumulator.Scalars(t) for t in tags if t in logged}
-    return {t: ([e.step for e in ev], [e.value for e in ev]) for t, ev in points.items()}
 
 
 def write_report(

@@ -28,7 +28,7 @@ class TrainerOptions:
     num_workers: int = 0
     monitor: str = "val/loss"
     monitor_mode: Literal["min", "max"] = "min"
-    precision: str | int = "32"  # 32 | bf16-mixed | 16-mixed (CUDA only)
+    precision: str | int = 32  # 32 | bf16-mixed | 16-mixed (CUDA only); read as text
     channels_last: bool = False
     compile: bool = False
     histogram_every_n_epochs: int = 0  # weight histograms in TensorBoard; 0: never

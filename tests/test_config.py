@@ -48,9 +48,9 @@ def test_regularization_options_are_keyed_by_their_name() -> None:
 
 def _fitting_overrides(group: str, option: str) -> list[str]:
     if group == "model":
-        return FITTING[MODELS.info(option)["tasks"][0]]
+        return FITTING[MODELS.info(option).tasks[0]]
     if group == "loss":
-        return FITTING[LOSSES.info(option)["tasks"][0]][:1]
+        return FITTING[LOSSES.info(option).tasks[0]][:1]
     if group == "dataset":
         task = expected_task(compose_config(f"dataset={option}").dataset)
         return FITTING[task or "multiclass"][1:]  # None: known after loading (image_folder)

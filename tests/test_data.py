@@ -1,19 +1,22 @@
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from dltrain.config import options
+from dltrain.data.arrays import split_arrays
 from dltrain.data.batches import TensorBatches, TokenDataset, make_batches
-from dltrain.data.splits import split_arrays
+from dltrain.data.splits import SplitOptions
 from dltrain.errors import ConfigError
 from dltrain.registry import DATASETS
 
 from .conftest import compose_config
 
-GENERATED = [n for n in DATASETS.names() if not DATASETS.info(n).get("reads_files")]
+GENERATED = [n for n in DATASETS.names() if not DATASETS.info(n).reads_files]
 
 
 @pytest.mark.parametrize("name", GENERATED)
@@ -135,23 +138,13 @@ def test_array_features_or_targets_that_are_not_finite_are_named(standardize: bo
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(40, 3)), np.arange(40) % 2
     x[5, 1], x[::2, 2] = np.inf, 1e300  # inf; 1e300 overflows float32 and the std
-    split = dict(val_fraction=0.2, test_fraction=0.2, split_seed=0, stratify=True)
+    split = SplitOptions(val_fraction=0.2, test_fraction=0.2, standardize=standardize)
     with pytest.raises(ConfigError) as err:
-        split_arrays(
-            x,
-            y,
-            "binary",
-            standardize=standardize,
-            feature_names=["a", "b", "c"],
-            source="dataset blobs",
-            **split,
-        )
+        split_arrays(x, y, "binary", split, feature_names=["a", "b", "c"], source="dataset blobs")
     [line] = str(err.value).splitlines()
     assert line.startswith("dataset blobs: feature column(s) 'b', 'c' hold values that are not")
     x[5, 1], x[:, 2] = 0.0, 1.0
     targets = np.ones(40)
     targets[3] = np.inf
     with pytest.raises(ConfigError, match="dataset: 1 regression targets are not finite"):
-        split_arrays(
-            x, targets, "regression", standardize=standardize, **{**split, "stratify": False}
-        )
+        split_arrays(x, targets, "regression", replace(split, stratify=False))

@@ -16,7 +16,7 @@ from sklearn import datasets as skd
 from dltrain import checkpoints
 from dltrain.config import options
 from dltrain.data.align import align
-from dltrain.data.splits import DataMeta, split_indices
+from dltrain.data.splits import DataMeta, SplitOptions, split_indices
 from dltrain.data.table_encoding import encode_frame
 from dltrain.errors import ConfigError
 from dltrain.evaluation import evaluate_split
@@ -110,7 +110,7 @@ def test_eval_restandardises_with_the_saved_statistics(
     run = load_run(trained("digits", tmp_path_factory), ["dataset.split_seed=1"])
     digits = skd.load_digits()
     split = {k: run.cfg.dataset[k] for k in ("val_fraction", "test_fraction", "stratify")}
-    rows = split_indices(digits.target, "multiclass", split_seed=1, **split)["test"]
+    rows = split_indices(digits.target, "multiclass", SplitOptions(split_seed=1, **split))["test"]
     stats = run.meta.preprocessing["standardize"]
     x = torch.tensor((digits.data[rows] - stats["mean"]) / np.asarray(stats["std"])).float()
     y = torch.as_tensor(digits.target[rows])
@@ -172,7 +172,7 @@ def array_test_rows(run: FinishedRun) -> tuple[pd.DataFrame, torch.Tensor]:
     cfg = run.cfg.dataset
     bunch = getattr(skd, f"load_{cfg.name}")()
     split = {k: cfg[k] for k in ("val_fraction", "test_fraction", "split_seed", "stratify")}
-    rows = split_indices(bunch.target, run.meta.task, **split)["test"]
+    rows = split_indices(bunch.target, run.meta.task, SplitOptions(**split))["test"]
     frame = pd.DataFrame(bunch.data[rows], columns=bunch.feature_names)
     frame = frame[frame.columns[::-1]].assign(target=bunch.target[rows])
     return frame, rebuilt(run).test.tensors[0]

@@ -20,7 +20,7 @@ def example_batch(kind: str) -> torch.Tensor:
 
 @pytest.mark.parametrize("name", MODELS.names())
 def test_every_model_does_forward_and_backward(name: str) -> None:
-    kind = MODELS.info(name).get("input", "flat")
+    kind = MODELS.info(name).input
     shape = INPUT_SHAPES[kind]
     model = MODELS.build(
         name,
@@ -33,7 +33,7 @@ def test_every_model_does_forward_and_backward(name: str) -> None:
     )
     x = example_batch(kind)
     out = model(x)
-    reconstructs = MODELS.info(name).get("task") == "reconstruction"
+    reconstructs = MODELS.info(name).task == "reconstruction"
     assert out.shape == (x.shape if reconstructs else (5, 3))
     out.sum().backward()
     assert all(p.grad is not None for p in model.parameters())

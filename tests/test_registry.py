@@ -5,12 +5,12 @@ from typing import Literal
 import pytest
 
 from dltrain.errors import ConfigError, closest
-from dltrain.registry import Registry
+from dltrain.registry import ModelInfo, Registry
 
 
 @pytest.fixture
 def things() -> Registry:
-    reg = Registry("thing")
+    reg = Registry("thing", info=ModelInfo)
 
     @reg.register("adder", tasks=("math",))
     def adder(
@@ -24,7 +24,7 @@ def things() -> Registry:
 def test_names_get_info_and_build(things: Registry) -> None:
     assert things.names() == ["adder"]
     assert "adder" in things and "nope" not in things
-    assert things.info("adder") == {"tasks": ("math",)}
+    assert things.info("adder") == ModelInfo(tasks=("math",))
     # runtime values the builder does not accept are dropped, config kwargs are checked
     assert things.build("adder", {"step": 2}, base=1, unused=5) == 3
 

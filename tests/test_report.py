@@ -17,16 +17,9 @@ from omegaconf import OmegaConf
 from rich.console import Console
 
 from dltrain.jobs import ReportCallback
-from dltrain.report import (
-    collect,
-    labels,
-    loss_curves_figure,
-    lower_is_better,
-    main,
-    override_columns,
-    scalars,
-    summarize,
-)
+from dltrain.report import main
+from dltrain.report_curves import loss_curves_figure, scalars
+from dltrain.runs_table import collect, labels, lower_is_better, override_columns, summarize
 from dltrain.train import run
 
 from .conftest import compose_config

@@ -82,7 +82,7 @@ def test_impossible_cnn_options_name_their_key(name: str) -> None:
 
 @pytest.mark.parametrize("name", ["cnn", "cnn_large", "tv_model"])
 def test_image_models_reject_flat_inputs(name: str) -> None:
-    assert MODELS.info(name)["input"] == "image"
+    assert MODELS.info(name).input == "image"
     assert MODELS.accepts(name, "dropout")
     with pytest.raises(ConfigError, match=r"needs images shaped \(C, H, W\).*\(6,\)"):
         MODELS.build(name, {}, input_shape=(6,), out_features=3)

@@ -30,14 +30,15 @@ def build_model(cfg: DictConfig, meta: DataMeta, regularizers: dict[str, Any]) -
 
 
 def runtime_values(meta: DataMeta, loss: str) -> dict[str, Any]:
-    """What a model builder may ask for beyond its options (config.RUNTIME["model"] names them)."""
-    return {
+    """A value for each runtime name a model builder may ask for (MODELS.runtime names them)."""
+    values = {
         "in_features": math.prod(meta.input_shape),
         "out_features": num_outputs(meta, loss),
         "input_shape": tuple(meta.input_shape),
         "num_classes": meta.num_classes,
         "vocab": meta.vocab,
     }
+    return {name: values[name] for name in MODELS.runtime}
 
 
 def place_model(

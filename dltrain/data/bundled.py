@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from sklearn import datasets as skd
 
-from dltrain.data.splits import Arrays, array_dataset
+from dltrain.data.arrays import Arrays, array_dataset
 
 _LOADERS = {
     "digits": (skd.load_digits, "multiclass"),
@@ -18,7 +18,7 @@ _LOADERS = {
 
 
 def _bundled(name: str, loader: Callable, task: str) -> None:
-    @array_dataset(name, task=task)
+    @array_dataset(name, task=task, standardize=True)
     def make() -> Arrays:
         bunch = loader()
         names = getattr(bunch, "target_names", None)

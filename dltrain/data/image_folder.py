@@ -18,7 +18,13 @@ from torchvision.io import ImageReadMode, decode_image
 from torchvision.transforms.v2.functional import pil_to_tensor, resize
 
 from dltrain.data.files import check_image_options, is_folder, regular_file
-from dltrain.data.splits import DataMeta, DataSplits, check_fractions
+from dltrain.data.splits import (
+    DataMeta,
+    DataSplits,
+    SplitOptions,
+    check_fractions,
+    with_split_options,
+)
 from dltrain.errors import ConfigError
 from dltrain.registry import DATASETS
 
@@ -123,9 +129,7 @@ def channel_stats(dataset: ImageFiles, seed: int) -> dict[str, list[float]]:
     return {"mean": mean.tolist(), "std": std.tolist()}
 
 
-def collect(
-    base: Path, val_fraction: float, test_fraction: float, seed: int
-) -> tuple[dict[str, Files | None], list[str]]:
+def collect(base: Path, split: SplitOptions) -> tuple[dict[str, Files | None], list[str]]:
     """The files of each split (given folders, else split from train) and the class names."""
     train_dir, given = layout(base)
     classes = class_folders(train_dir)
@@ -136,11 +140,12 @@ def collect(
     if len(classes) < 2:
         raise ConfigError(f"dataset image_folder: {train_dir} needs at least 2 class folders")
     carved = 0.0  # share of the train folder already split off
-    for name, fraction in (("test", test_fraction), ("val", val_fraction)):
+    for name, fraction in (("test", split.test_fraction), ("val", split.val_fraction)):
         if given[name] is not None:
             parts[name] = scan(given[name], classes)
         elif fraction > 0:
-            parts["train"], parts[name] = split_off(parts["train"], fraction / (1 - carved), seed)
+            share = fraction / (1 - carved)
+            parts["train"], parts[name] = split_off(parts["train"], share, split.split_seed)
             carved += fraction
         else:
             parts[name] = None
@@ -148,14 +153,14 @@ def collect(
 
 
 @DATASETS.register("image_folder", reads_files=True)
+@with_split_options(val_fraction=0.15, test_fraction=0.15, split_seed=0)  # when no val/, test/
 def image_folder(
     root: str | None = None,
     image_size: int = 224,
-    val_fraction: float = 0.15,
-    test_fraction: float = 0.15,
-    split_seed: int = 0,
     random_crop_padding: int = 0,
     horizontal_flip: bool = False,
+    *,
+    split: SplitOptions,
 ) -> DataSplits:
     """root/{train,val,test}/<class>/*; val and test are split from train when absent."""
     if root is None:
@@ -164,11 +169,11 @@ def image_folder(
             "train/ (or the class folders themselves)"
         )
     check_image_options(random_crop_padding, image_size=image_size)
-    check_fractions(val_fraction, test_fraction)
+    check_fractions(split.val_fraction, split.test_fraction)
     base = Path(root).expanduser()
     if not is_folder(base, "dataset.root"):
         raise ConfigError(f"dataset.root: {base} is not a folder")
-    parts, classes = collect(base, val_fraction, test_fraction, split_seed)
+    parts, classes = collect(base, split)
     sets = {k: None if v is None else ImageFiles(*v, image_size) for k, v in parts.items()}
     meta = DataMeta(
         task="binary" if len(classes) == 2 else "multiclass",
@@ -176,7 +181,7 @@ def image_folder(
         num_classes=len(classes),
         class_names=classes,
         preprocessing={
-            "normalize": channel_stats(sets["train"], split_seed),
+            "normalize": channel_stats(sets["train"], split.split_seed),
             "augment": {"crop_padding": random_crop_padding, "hflip": horizontal_flip},
         },
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.datasets import make_blobs
 
-from dltrain.data.splits import Arrays, array_dataset
+from dltrain.data.arrays import Arrays, array_dataset
 from dltrain.errors import ConfigError
 
 
@@ -15,7 +15,7 @@ def _positive(**values: float) -> None:
         raise ConfigError(bad)
 
 
-@array_dataset("line", task="regression")
+@array_dataset("line", task="regression", val_fraction=0.2, test_fraction=0.2, stratify=False)
 def line(
     weight: float = 0.3,
     bias: float = 0.5,
@@ -32,7 +32,7 @@ def line(
     return Arrays(x, y, "regression", feature_names=["x"])
 
 
-@array_dataset("quadratic", task="regression")
+@array_dataset("quadratic", task="regression", stratify=False)
 def quadratic(
     n_samples: int = 100, low: float = -3.0, high: float = 3.0, noise: float = 0.1, seed: int = 0
 ) -> Arrays:

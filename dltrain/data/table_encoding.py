@@ -49,6 +49,16 @@ def _label(value: Any) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
 
 
+def _inferred_task(values: pd.Series, number: bool, distinct: int) -> str:
+    """task=auto: two values binary; text or few whole numbers multiclass; else regression."""
+    whole = number and bool(np.all(np.mod(values.to_numpy(np.float64), 1) == 0))
+    if distinct == 2:
+        return "binary"
+    if not number or (whole and distinct <= AUTO_MAX_CLASSES):
+        return "multiclass"
+    return "regression"
+
+
 def target_spec(values: pd.Series, task: str, name: str) -> dict[str, Any]:
     """How to encode target `values` (no missing ones) for `task`; "auto" picks the task.
 
@@ -64,13 +74,7 @@ def target_spec(values: pd.Series, task: str, name: str) -> dict[str, Any]:
     number = _is_number(values)
     distinct = values.nunique()
     if task == "auto":
-        whole = number and bool(np.all(np.mod(values.to_numpy(np.float64), 1) == 0))
-        if distinct == 2:
-            task = "binary"
-        elif not number or (whole and distinct <= AUTO_MAX_CLASSES):
-            task = "multiclass"
-        else:
-            task = "regression"
+        task = _inferred_task(values, number, distinct)
     if distinct == 1 and task != "regression" and not (yes_no and task == "binary"):
         only = values.iloc[0]
         shown = {c: w for w, c in YES_NO.items()}[only] if yes_no else _shown(only, number)

@@ -14,15 +14,15 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from dltrain.data.arrays import check_finite, check_finite_targets, to_tensor_dataset
 from dltrain.data.files import data_root, is_regular, reason, regular_file
 from dltrain.data.splits import (
     DataMeta,
     DataSplits,
-    check_finite,
-    check_finite_targets,
+    SplitOptions,
     check_fractions,
     split_indices,
-    to_tensor_dataset,
+    with_split_options,
 )
 from dltrain.data.table_encoding import (
     column_kinds,
@@ -38,6 +38,13 @@ log = logging.getLogger(__name__)
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
 BANK_FILES = ["bank_marketing/bank.csv", "bank.csv"]
+TABLE_SPLIT = {  # every split option, standardised features
+    "val_fraction": 0.15,
+    "test_fraction": 0.15,
+    "split_seed": 0,
+    "stratify": True,
+    "standardize": True,
+}
 
 
 def read_table(path: Path, sep: str = ",", nrows: int | None = None) -> pd.DataFrame:
@@ -116,7 +123,7 @@ def _csv_task(task: str = "auto", **_: object) -> str | None:
 def _check_csv(
     path: str | None = None,
     target: str | None = None,
-    drop: list[str] | None = None,
+    drop: list[str] | tuple[str, ...] = (),
     sep: str = ",",
     val_fraction: float = 0.15,
     test_fraction: float = 0.15,
@@ -132,40 +139,45 @@ def _check_csv(
 # The annotations spell their Literals out: the registry checks string annotations against
 # builtins and typing names only, so an alias would go unchecked.
 @DATASETS.register("csv", task=_csv_task, reads_files=True, check=_check_csv)
+@with_split_options(
+    val_fraction=0.15, test_fraction=0.15, split_seed=0, stratify=True, standardize=True
+)
 def csv(
     path: str | None = None,
     target: str | None = None,
-    drop: list[str] | None = None,
+    drop: list[str] | tuple[str, ...] = (),
     task: Literal["auto", "binary", "multiclass", "regression"] = "auto",
     missing: Literal["drop", "mean", "median", "most_frequent"] = "drop",
     sep: str = ",",
-    val_fraction: float = 0.15,
-    test_fraction: float = 0.15,
-    split_seed: int = 0,
-    stratify: bool = True,
-    standardize: bool = True,
+    *,
+    split: SplitOptions,
 ) -> DataSplits:
     """Any CSV (or Parquet) table: predict column `target` from the others (see module doc)."""
-    _check_csv(path, target, drop, sep, val_fraction, test_fraction)
-    file = Path(path).expanduser()
-    frame = _read_rows(file, sep, target, list(drop or []), missing)
+    _check_csv(path, target, drop, sep, split.val_fraction, split.test_fraction)
+    return table_splits(Path(path).expanduser(), target, list(drop), task, missing, sep, split)
+
+
+def table_splits(
+    file: Path,
+    target: str,
+    drop: list[str],
+    task: str,
+    missing: str,
+    sep: str,
+    split: SplitOptions,
+) -> DataSplits:
+    """A table's rows split and encoded (the encoding fitted on the train split only)."""
+    frame = _read_rows(file, sep, target, drop, missing)
     spec = target_spec(frame[target], task, target)
     task = spec["task"]  # "auto" resolved
     y = encode_targets(frame, spec)
     if task == "regression":
         check_finite_targets(y, f"dataset.target: column '{target}' of {file.name}")
-    rows = split_indices(
-        y,
-        task,
-        val_fraction=val_fraction,
-        test_fraction=test_fraction,
-        split_seed=split_seed,
-        stratify=stratify,
-    )
+    rows = split_indices(y, task, split)
     kinds = column_kinds(frame.drop(columns=[target]))
     # Overflow (a 1e308 feature) is caught by check_finite on the result: no numpy warnings.
     with np.errstate(over="ignore", invalid="ignore"):
-        spec.update(fit_features(frame.iloc[rows["train"]], kinds, missing, standardize))
+        spec.update(fit_features(frame.iloc[rows["train"]], kinds, missing, split.standardize))
         x = {k: None if i is None else encode_frame(frame.iloc[i], spec) for k, i in rows.items()}
     stats = () if spec["mean"] is None else (spec["mean"], spec["std"])
     check_finite(x, spec["feature_names"], f"dataset.path: {file}", stats)
@@ -183,16 +195,16 @@ def csv(
 
 
 @DATASETS.register("bank_marketing", task="binary", reads_files=True)
+@with_split_options(
+    val_fraction=0.2, test_fraction=0.0, split_seed=0, stratify=True, standardize=True
+)
 def bank_marketing(
     path: str | None = None,
     data_dir: str | None = None,
-    drop: list[str] | None = None,
+    drop: list[str] | tuple[str, ...] = (),
     missing: Literal["drop", "mean", "median", "most_frequent"] = "drop",
-    val_fraction: float = 0.2,
-    test_fraction: float = 0.0,
-    split_seed: int = 0,
-    stratify: bool = True,
-    standardize: bool = True,
+    *,
+    split: SplitOptions,
 ) -> DataSplits:
     """Bank Marketing (Kaggle's balanced 11,162-row subset): will a client subscribe a deposit?"""
     root = data_root(data_dir)
@@ -204,15 +216,5 @@ def bank_marketing(
             '(the Kaggle "Bank Marketing" balanced subset of UCI Bank Marketing, 11,162 rows, '
             "target 'deposit') there, or set dataset.path, dataset.data_dir or DLTRAIN_DATA_DIR"
         )
-    return csv(
-        path=str(found),
-        target="deposit",
-        drop=drop,
-        task="binary",
-        missing=missing,
-        val_fraction=val_fraction,
-        test_fraction=test_fraction,
-        split_seed=split_seed,
-        stratify=stratify,
-        standardize=standardize,
-    )
+    _check_csv(str(found), "deposit", drop, ",", split.val_fraction, split.test_fraction)
+    return table_splits(found, "deposit", list(drop), "binary", missing, ",", split)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,7 +18,13 @@ from sklearn.model_selection import train_test_split
 
 from dltrain.data.batches import TokenDataset
 from dltrain.data.files import data_root, reason, regular_file, stat_of
-from dltrain.data.splits import DataMeta, DataSplits, check_fractions
+from dltrain.data.splits import (
+    DataMeta,
+    DataSplits,
+    SplitOptions,
+    check_fractions,
+    with_split_options,
+)
 from dltrain.data.text_files import Texts, read_ag_news, read_imdb, read_sst2, read_text_csv
 from dltrain.errors import ConfigError
 from dltrain.registry import DATASETS
@@ -63,34 +70,68 @@ def encode(tokenizer, texts: list[str], max_length: int) -> list[torch.Tensor]:
     return [torch.tensor(e.ids[:max_length] or [1], dtype=torch.int64) for e in encodings]
 
 
+@dataclass(frozen=True)
+class TokenizerOptions:
+    """How texts become token ids: a tokenizer trained on the train split (or a saved one)."""
+
+    tokenizer: Literal["word", "wordpiece", "bpe"] = "word"
+    vocab_size: int = 20000
+    min_frequency: int = 1
+    lowercase: bool = True
+    max_length: int = 256  # tokens kept per text
+    tokenizer_file: str | None = None  # a trained tokenizer.json: used instead of training one
+
+    def check(self) -> None:
+        """ConfigError unless the sizes are positive (the vocabulary holds more than specials)."""
+        if self.max_length < 1 or self.vocab_size < len(SPECIALS) + 1 or self.min_frequency < 1:
+            raise ConfigError(
+                "dataset.max_length, dataset.vocab_size and dataset.min_frequency must be "
+                f"positive, got {self.max_length}, {self.vocab_size}, {self.min_frequency}"
+            )
+
+
 def text_splits(
     splits: dict[str, Texts],
-    *,
     classes: list[str] | None,
-    val_fraction: float,
-    test_fraction: float,
-    split_seed: int,
-    tokenizer: str,
-    vocab_size: int,
-    min_frequency: int,
-    lowercase: bool,
-    max_length: int,
-    tokenizer_file: str | None = None,
+    split: SplitOptions,
+    tokens: TokenizerOptions,
 ) -> DataSplits:
     """Carve missing val/test splits from train (stratified), tokenise, and describe."""
-    check_fractions(val_fraction, test_fraction if "test" not in splits else 0.0)
-    if max_length < 1 or vocab_size < len(SPECIALS) + 1 or min_frequency < 1:
-        raise ConfigError(
-            "dataset.max_length, dataset.vocab_size and dataset.min_frequency must be "
-            f"positive, got {max_length}, {vocab_size}, {min_frequency}"
-        )
+    check_fractions(split.val_fraction, split.test_fraction if "test" not in splits else 0.0)
+    tokens.check()
     classes = classes or sorted(set(splits["train"][1]))
+    parts = carve(splits, classes, split)
+    if tokens.tokenizer_file:
+        tok = load_tokenizer(tokens.tokenizer_file)
+    else:
+        options = (tokens.tokenizer, tokens.vocab_size, tokens.min_frequency, tokens.lowercase)
+        tok = train_tokenizer(parts["train"][0], *options)
+    sets = {
+        k: TokenDataset(encode(tok, texts, tokens.max_length), torch.from_numpy(labels))
+        for k, (texts, labels) in parts.items()
+    }
+    vocab = [token for token, _ in sorted(tok.get_vocab().items(), key=lambda item: item[1])]
+    meta = DataMeta(
+        task="binary" if len(classes) == 2 else "multiclass",
+        input_shape=(tokens.max_length,),
+        num_classes=len(classes),
+        class_names=classes,
+        vocab=vocab,
+        preprocessing={"tokenizer": tok.to_str(), "max_length": tokens.max_length},
+    )
+    return DataSplits(sets["train"], sets.get("val"), sets.get("test"), meta)
+
+
+def carve(
+    splits: dict[str, Texts], classes: list[str], split: SplitOptions
+) -> dict[str, tuple[list[str], np.ndarray]]:
+    """Labels as class indices; val and test (when not shipped) split from train, stratified."""
     parts = {
         k: (texts, np.array([_index(lab, classes) for lab in labels]))
         for k, (texts, labels) in splits.items()
     }
     carved = 0.0
-    for name, fraction in (("test", test_fraction), ("val", val_fraction)):
+    for name, fraction in (("test", split.test_fraction), ("val", split.val_fraction)):
         if name in parts or fraction == 0:
             continue
         texts, labels = parts["train"]
@@ -98,29 +139,12 @@ def text_splits(
             texts,
             labels,
             test_size=fraction / (1 - carved),
-            random_state=split_seed,
+            random_state=split.split_seed,
             stratify=labels,
         )
         parts["train"], parts[name] = (rest, rest_y), (held, held_y)
         carved += fraction
-    if tokenizer_file:
-        tok = load_tokenizer(tokenizer_file)
-    else:
-        tok = train_tokenizer(parts["train"][0], tokenizer, vocab_size, min_frequency, lowercase)
-    sets = {
-        k: TokenDataset(encode(tok, texts, max_length), torch.from_numpy(labels))
-        for k, (texts, labels) in parts.items()
-    }
-    vocab = [token for token, _ in sorted(tok.get_vocab().items(), key=lambda item: item[1])]
-    meta = DataMeta(
-        task="binary" if len(classes) == 2 else "multiclass",
-        input_shape=(max_length,),
-        num_classes=len(classes),
-        class_names=classes,
-        vocab=vocab,
-        preprocessing={"tokenizer": tok.to_str(), "max_length": max_length},
-    )
-    return DataSplits(sets["train"], sets.get("val"), sets.get("test"), meta)
+    return parts
 
 
 def locate(path: str | None, candidates: list[str]) -> Path:
@@ -154,62 +178,63 @@ def _index(label: str, classes: list[str]) -> int:
     return classes.index(label)
 
 
-def _text_options(
-    val_fraction: float = 0.1,
-    test_fraction: float = 0.15,  # used only by datasets without a test set of their own
-    split_seed: int = 0,
-    tokenizer: Literal["word", "wordpiece", "bpe"] = "word",  # spelled out: the registry reads it
-    vocab_size: int = 20000,
-    min_frequency: int = 1,
-    lowercase: bool = True,
-    max_length: int = 256,
-    tokenizer_file: str | None = None,  # a trained tokenizer.json: used instead of training one
-) -> None:
-    """Signature holder: the split and tokenisation options every text dataset accepts."""
-
-
-TEXT_PARAMS = inspect.signature(_text_options).parameters
-
-
-def text_dataset(name: str, has_test_set: bool, **info: Any) -> Callable:
-    """Register `read(**options) -> (splits, classes)` as dataset `name`, adding TEXT_PARAMS.
-
-    Datasets that ship their own test set take no test_fraction.
-    """
-    shared = [p for k, p in TEXT_PARAMS.items() if not (has_test_set and k == "test_fraction")]
+def text_dataset(
+    name: str,
+    split: dict[str, Any],
+    tokens: dict[str, Any] | None = None,
+    **info: Any,
+) -> Callable:
+    """Register `read(**options) -> (splits, classes)` as dataset `name`, offering every
+    TokenizerOptions field (defaults: TokenizerOptions' with `tokens` over them) and the split
+    options in `split` (a dataset that ships its own test set offers no test_fraction)."""
+    defaults = {**asdict(TokenizerOptions()), **(tokens or {})}
+    annotations = {f.name: f.type for f in fields(TokenizerOptions)}
+    offered = [
+        inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=v, annotation=annotations[k])
+        for k, v in defaults.items()
+    ]
 
     def register(read: Callable[..., tuple[dict[str, Texts], list[str] | None]]) -> Callable:
-        def build(**options: Any) -> DataSplits:
-            common = {k: options.pop(k, p.default) for k, p in TEXT_PARAMS.items()}
+        def build(split: SplitOptions, **options: Any) -> DataSplits:
+            tokens = TokenizerOptions(**{k: options.pop(k, v) for k, v in defaults.items()})
             splits, classes = read(**options)
             check_train_split(name, *splits["train"])
-            return text_splits(splits, classes=classes, **common)
+            return text_splits(splits, classes, split, tokens)
 
         build.__signature__ = inspect.Signature(
-            [*inspect.signature(read).parameters.values(), *shared]
+            [*inspect.signature(read).parameters.values(), *offered]
         )
         build.__doc__ = read.__doc__
-        DATASETS.register(name, reads_files=True, **info)(build)
+        DATASETS.register(name, reads_files=True, **info)(with_split_options(**split)(build))
         return read
 
     return register
 
 
-@text_dataset("imdb", has_test_set=True)
+OWN_TEST_SET = {"val_fraction": 0.1, "split_seed": 0}  # train is split into train and val
+NO_TEST_SET = {**OWN_TEST_SET, "test_fraction": 0.15}  # ... and test
+
+
+@text_dataset("imdb", OWN_TEST_SET, {"vocab_size": 25000, "min_frequency": 2})
 def imdb(path: str | None = None) -> tuple[dict[str, Texts], list[str]]:
     """IMDB reviews (aclImdb folder or its .tar.gz): 25k train / 25k test, neg=0, pos=1."""
     found = locate(path, ["aclImdb", "aclImdb_v1.tar.gz", "aclImdb_labeled.tar.gz"])
     return read_imdb(found), ["neg", "pos"]
 
 
-@text_dataset("sst2", has_test_set=True)
+@text_dataset("sst2", {**OWN_TEST_SET, "val_fraction": 0.05}, {"max_length": 64})
 def sst2(path: str | None = None) -> tuple[dict[str, Texts], list[str]]:
     """GLUE SST-2: train (val carved from it) and the labelled dev set as test."""
     read = read_sst2(locate(path, ["SST-2"]))
     return {"train": read["train"], "test": read["dev"]}, ["0", "1"]
 
 
-@text_dataset("ag_news", has_test_set=False, task="multiclass")
+@text_dataset(
+    "ag_news",
+    {**NO_TEST_SET, "test_fraction": 0.2},
+    {"min_frequency": 2, "max_length": 128},
+    task="multiclass",
+)
 def ag_news(path: str | None = None) -> tuple[dict[str, Texts], list[str]]:
     """AG_NEWS (4 classes); when only one CSV exists, val and test are split from it."""
     splits, names = read_ag_news(locate(path, ["ag_news_csv"]))
@@ -224,7 +249,7 @@ def ag_news(path: str | None = None) -> tuple[dict[str, Texts], list[str]]:
     return named, names
 
 
-@text_dataset("text_csv", has_test_set=False)
+@text_dataset("text_csv", {**NO_TEST_SET, "val_fraction": 0.15})
 def text_csv(
     path: str | None = None, text_column: str = "text", label_column: str = "label"
 ) -> tuple[dict[str, Texts], None]:

@@ -27,7 +27,7 @@ from dltrain.data.files import (
     plain_or_gz,
     read_idx,
 )
-from dltrain.data.splits import DataMeta, DataSplits
+from dltrain.data.splits import DataMeta, DataSplits, SplitOptions, with_split_options
 from dltrain.errors import ConfigError
 from dltrain.registry import DATASETS
 
@@ -109,19 +109,19 @@ def load_arrays(name: str, root: Path, allow_download: bool = False) -> Arrays:
     return read_idx_set(name, root / IDX_FOLDERS[name] / "raw")
 
 
-def image_splits(name: str, arrays: Arrays, val_fraction: float, split_seed: int) -> DataSplits:
+def image_splits(name: str, arrays: Arrays, split: SplitOptions) -> DataSplits:
     """Train and a stratified val carved from the official train set; the official test set."""
     images = torch.from_numpy(arrays["train_images"])
     labels = torch.from_numpy(arrays["train_labels"].astype(np.int64))
-    for split, values in (("train", labels), ("test", arrays["test_labels"])):
+    for part, values in (("train", labels), ("test", arrays["test_labels"])):
         if len(values) and not 0 <= int(values.min()) <= int(values.max()) < 10:
-            raise ConfigError(f"dataset {name}: {split} labels outside 0..9")
+            raise ConfigError(f"dataset {name}: {part} labels outside 0..9")
     train, val = TensorDataset(images, labels), None
-    if val_fraction > 0:
+    if split.val_fraction > 0:
         keep, held = train_test_split(
             np.arange(len(labels)),
-            test_size=val_fraction,
-            random_state=split_seed,
+            test_size=split.val_fraction,
+            random_state=split.split_seed,
             stratify=arrays["train_labels"],
         )
         keep, held = torch.from_numpy(keep), torch.from_numpy(held)
@@ -146,20 +146,21 @@ def _check_files(name: str, data_dir: str | None = None, download: bool = False,
         raise missing_files(name, absent)
 
 
-def _register(name: str) -> None:
+def _register(name: str, random_crop_padding: int = 0, horizontal_flip: bool = False) -> None:
     @DATASETS.register(name, task="multiclass", reads_files=True, check=partial(_check_files, name))
+    @with_split_options(val_fraction=0.1, split_seed=0)  # the official test set is the test split
     def build(
         data_dir: str | None = None,
         download: bool = False,
-        val_fraction: float = 0.1,
-        split_seed: int = 0,
-        random_crop_padding: int = 0,
-        horizontal_flip: bool = False,
+        random_crop_padding: int = random_crop_padding,
+        horizontal_flip: bool = horizontal_flip,
         normalize: bool = True,
+        *,
+        split: SplitOptions,
     ) -> DataSplits:
-        check_image_options(random_crop_padding, val_fraction=val_fraction)
+        check_image_options(random_crop_padding, val_fraction=split.val_fraction)
         arrays = load_arrays(name, data_root(data_dir), download)
-        data = image_splits(name, arrays, val_fraction, split_seed)
+        data = image_splits(name, arrays, split)
         augment = {"crop_padding": random_crop_padding, "hflip": horizontal_flip}
         data.meta.preprocessing["augment"] = augment
         if not normalize:  # pixels stay in [0, 1], e.g. for an autoencoder's sigmoid output
@@ -170,5 +171,6 @@ def _register(name: str) -> None:
     build.__doc__ = f"{name} from data_dir as uint8 tensors in memory (official test set as test)."
 
 
-for _name in CLASSES:
-    _register(_name)
+_register("mnist")
+_register("fashion_mnist")
+_register("cifar10", random_crop_padding=4, horizontal_flip=True)

@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from dltrain.data.splits import DataMeta
 from dltrain.errors import ConfigError
 from dltrain.files import UnreadableFile, kind_of, load_torch, verified_zip
+from dltrain.modalities.lookup import MODALITIES, settle_modality
 
 FOR_INFERENCE = {"model": dict, "config": dict, "data_meta": dict}
 FOR_TRAINING = {**FOR_INFERENCE, "optimizer": dict, "epoch": int, "step": int, "rng": dict}
@@ -136,9 +137,14 @@ def saved_meta(values: dict[str, Any], path: Path) -> DataMeta:
             problems.append(f"{key} is not a list of strings")
     if not isinstance(values.get("preprocessing", {}), dict):
         problems.append("preprocessing is not a dict")
+    modality = values.get("modality")  # absent from checkpoints saved before it existed
+    if modality is not None and not (isinstance(modality, str) and modality in MODALITIES):
+        problems.append(f"modality {modality!r} is not one of {', '.join(MODALITIES)}")
     if problems:
         raise ConfigError(f"{path}: its data meta is not dltrain's: {'; '.join(problems)}")
-    return DataMeta.from_dict(values)
+    meta = DataMeta.from_dict(values)
+    settle_modality(meta, str(path))
+    return meta
 
 
 def _ints(values: Any, low: int) -> bool:

@@ -10,7 +10,6 @@ from typing import Any
 
 from dltrain.command_line import parse_args
 from dltrain.config import options
-from dltrain.data.align import align, saved_tokenizer_options
 from dltrain.data.batches import make_batches
 from dltrain.errors import ConfigError, did_you_mean
 from dltrain.failures import command
@@ -18,6 +17,7 @@ from dltrain.files import save_json_atomic
 from dltrain.finished_run import FinishedRun, load_run
 from dltrain.loop import evaluate
 from dltrain.metrics import confusion_matrix
+from dltrain.modalities.saved_preprocessing import match_saved, rebuild_options
 from dltrain.registry import DATASETS, LOSSES
 from dltrain.tracking.console import print_metrics
 
@@ -31,7 +31,7 @@ def evaluate_split(run: FinishedRun, split: str) -> dict[str, Any]:
         raise ConfigError(f"split={split}: choose one of {', '.join(SPLITS)}.{hint}")
     cfg, meta = run.cfg, run.meta
     with tempfile.TemporaryDirectory() as folder:
-        kwargs = {**options(cfg.dataset), **saved_tokenizer_options(cfg.dataset.name, meta, folder)}
+        kwargs = {**options(cfg.dataset), **rebuild_options(cfg.dataset.name, meta, folder)}
         try:
             data = DATASETS.build(cfg.dataset.name, kwargs)
         except ConfigError as e:  # say which path of the run was not followed, if one was
@@ -39,7 +39,7 @@ def evaluate_split(run: FinishedRun, split: str) -> dict[str, Any]:
                 raise
             last = f"{e.problems[-1]} ({'; '.join(run.notes)})"
             raise ConfigError([*e.problems[:-1], last]) from None
-    align(data, meta)
+    match_saved(data, meta)
     sets = {"train": data.train, "val": data.val, "test": data.test}
     if sets[split] is None:
         available = ", ".join(k for k, v in sets.items() if v is not None)

@@ -33,6 +33,7 @@ from dltrain.files import (
     verified_zip,
 )
 from dltrain.finished_run import FinishedRun, load_run, rebuild_model
+from dltrain.modalities.lookup import modality_of
 
 FORMATS = {
     "torchscript": "model.torchscript.pt",
@@ -44,15 +45,9 @@ TOLERANCE = 1e-4  # absolute and relative: kernels differ between runtimes, weig
 
 
 def example_batch(meta: DataMeta, size: int, length: int, seed: int) -> torch.Tensor:
-    """Random model inputs: token ids right-padded with 0 (text), else standard-normal values."""
+    """Random model inputs of the run's modality (`length`: of variable-length inputs)."""
     generator = torch.Generator().manual_seed(seed)
-    if not meta.vocab:
-        return torch.randn(size, *meta.input_shape, generator=generator)
-    length = max(1, min(length, meta.input_shape[0]))
-    ids = torch.randint(2, max(len(meta.vocab), 3), (size, length), generator=generator)
-    lengths = torch.randint(1, length + 1, (size,), generator=generator)
-    lengths[0] = length  # the batch's longest row fills it, as in real padded batches
-    return ids.masked_fill(torch.arange(length) >= lengths.unsqueeze(1), 0)
+    return modality_of(meta).example_batch(meta, size, length, generator)
 
 
 def export_torchscript(model: nn.Module, example: torch.Tensor, path: Path) -> None:
@@ -74,9 +69,9 @@ def load_torchscript(path: Path) -> torch.jit.ScriptModule:
         return torch.jit.load(io.BytesIO(data), map_location="cpu")
 
 
-def export_onnx(model: nn.Module, example: torch.Tensor, path: Path, text: bool) -> None:
-    """ONNX via the TorchScript-based exporter, batch (and token) axis dynamic."""
-    axes = {0: "batch", 1: "length"} if text else {0: "batch"}
+def export_onnx(model: nn.Module, example: torch.Tensor, path: Path, variable_length: bool) -> None:
+    """ONNX via the TorchScript-based exporter, batch (and length) axis dynamic."""
+    axes = {0: "batch", 1: "length"} if variable_length else {0: "batch"}
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -114,7 +109,7 @@ def export(run: FinishedRun, fmt: str, path: Path) -> tuple[float, bool]:
             export_torchscript(model, example, path)
             got = load_torchscript(path)(check)
         elif fmt == "onnx":
-            export_onnx(model, example, path, bool(meta.vocab))
+            export_onnx(model, example, path, modality_of(meta).variable_length)
             got = onnx_outputs(path, check)
         else:
             save_safetensors(model.state_dict(), path, safetensors_metadata(run))

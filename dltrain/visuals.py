@@ -14,6 +14,7 @@ from torch.utils.data import Dataset
 
 from dltrain.data.batches import samples
 from dltrain.metrics import confusion_matrix, predictions, probabilities
+from dltrain.modalities.lookup import modality_of
 from dltrain.tracking.figures import markdown_matrix, pyplot
 
 if TYPE_CHECKING:
@@ -24,11 +25,11 @@ LATENT_POINTS = 2000  # test samples sent to the embedding projector
 
 
 def epoch_visuals(built: BuiltRun, step: int, epoch: int) -> None:
-    """Weight histograms when due; for image autoencoders, originals above reconstructions."""
+    """Weight histograms when due; for autoencoders of pictures, originals above reconstructions."""
     every = built.trainer.histogram_every_n_epochs
     if every and epoch % every == 0:
         built.tracker.histograms(built.model, step)
-    if built.context.reconstruct and len(built.data.meta.input_shape) == 3:
+    if built.context.reconstruct and modality_of(built.data.meta).shows_images:
         reconstructions(built, step)
 
 
@@ -56,16 +57,16 @@ def classification_visuals(
     matrix: list[list[int]],
     step: int,
 ) -> None:
-    """The confusion matrix as text and figure; for images, a grid of misclassified test images."""
-    meta, tracker = built.data.meta, built.tracker
+    """The confusion matrix as text and figure; for pictures, a grid of misclassified test ones."""
+    meta, tracker, modality = built.data.meta, built.tracker, modality_of(built.data.meta)
     labels = class_labels(built)
     tracker.text("test/confusion_matrix", markdown_matrix(matrix, labels), step)
     tracker.confusion_figure("test/confusion_matrix_plot", matrix, labels, step)
     predicted = predictions(outputs, meta.task)
     wrong = (predicted != targets).nonzero().flatten()[:64].tolist()
-    if len(meta.input_shape) != 3 or not wrong:
+    if not modality.shows_images or not wrong:
         return
-    tracker.images("test/misclassified", samples(built.data.test, wrong), step)
+    tracker.images("test/misclassified", modality.pictures(samples(built.data.test, wrong)), step)
     lines = [
         f"{n}. true {labels[targets[i]]}, predicted {labels[predicted[i]]}"
         for n, i in enumerate(wrong, 1)
@@ -94,14 +95,15 @@ def roc_figure(
 
 @torch.no_grad()
 def reconstructions(built: BuiltRun, step: int) -> None:
-    """A grid: fixed test images in the top row, the model's reconstructions below."""
-    dataset = evaluation_split(built)
+    """A grid: fixed test pictures in the top row, the model's reconstructions below."""
+    dataset, modality = evaluation_split(built), modality_of(built.data.meta)
     x = built.context.inputs(
         samples(dataset, list(range(min(RECONSTRUCTIONS, len(dataset))))), False
     )
     built.model.eval()
     rebuilt = built.context.forward(built.model, x)
-    built.tracker.images("reconstruction/test", torch.cat([x.float(), rebuilt]), step, len(x))
+    pictures = modality.pictures(torch.cat([x.float(), rebuilt]))
+    built.tracker.images("reconstruction/test", pictures, step, len(x))
 
 
 @torch.no_grad()
@@ -115,7 +117,8 @@ def latent_space(built: BuiltRun, step: int) -> None:
     labels = [dataset[i][1] for i in index]
     names = class_labels(built)
     text = [names[int(y)] if names else f"{float(y):g}" for y in labels]
-    images = stored if stored.dim() == 4 else None
+    modality = modality_of(built.data.meta)
+    images = modality.pictures(stored) if modality.shows_images else None
     built.tracker.embedding("latent", codes, text, images, step)
     if codes.shape[1] not in (2, 3):
         return  # the projector's PCA / t-SNE shows other sizes

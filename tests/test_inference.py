@@ -15,7 +15,6 @@ from sklearn import datasets as skd
 
 from dltrain import checkpoints
 from dltrain.config import options
-from dltrain.data.align import align
 from dltrain.data.splits import DataMeta, SplitOptions, split_indices
 from dltrain.data.table_encoding import encode_frame
 from dltrain.errors import ConfigError
@@ -24,6 +23,7 @@ from dltrain.evaluation import main as eval_main
 from dltrain.files import save_torch
 from dltrain.finished_run import FinishedRun, load_run
 from dltrain.metrics import compute_metrics
+from dltrain.modalities.saved_preprocessing import match_saved
 from dltrain.predict import main as predict_main
 from dltrain.predict import predict_file
 from dltrain.registry import DATASETS, LOSSES
@@ -132,7 +132,7 @@ def test_tables_are_restandardised_but_other_encodings_refused(
     x = data.test.tensors[0].double()
     row_ids = (x[:, col] * spec["std"][col] + spec["mean"][col]).round().long().tolist()
     raw = table_frame(run_dir).set_index("row_id").loc[row_ids].reset_index()
-    align(data, run.meta)
+    match_saved(data, run.meta)
     expected = encode_frame(raw, run.meta.preprocessing)
     assert np.allclose(data.test.tensors[0].numpy(), expected, atol=1e-5)
 
@@ -140,7 +140,7 @@ def test_tables_are_restandardised_but_other_encodings_refused(
     other.preprocessing = json.loads(json.dumps(run.meta.preprocessing))
     other.preprocessing["tabular"]["categorical"]["job"].pop()
     with pytest.raises(ConfigError, match=r"encoded differently .*\(categorical differ"):
-        align(rebuilt(run), other)
+        match_saved(rebuilt(run), other)
 
 
 def test_eval_mistakes_are_one_line_errors(

@@ -10,6 +10,7 @@ from rich.console import Console
 from dltrain.data.batches import samples
 from dltrain.data.splits import DataSplits
 from dltrain.files import save_json_atomic, save_text_atomic
+from dltrain.modalities.lookup import modality_of
 from dltrain.tracking.tensorboard import Tracker
 
 
@@ -35,6 +36,8 @@ def start_run_dir(
         return Tracker(run_dir, console, purge_step=resume_step + 1)
     tracker = Tracker(run_dir, console)
     tracker.text("config", f"```yaml\n{resolved}```")
-    if len(data.meta.input_shape) == 3:  # images: show what the model is fed
-        tracker.images("train/samples", samples(data.train, list(range(min(64, len(data.train))))))
+    modality = modality_of(data.meta)
+    if modality.shows_images:  # show what the model is fed
+        stored = samples(data.train, list(range(min(64, len(data.train)))))
+        tracker.images("train/samples", modality.pictures(stored))
     return tracker

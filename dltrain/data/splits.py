@@ -27,6 +27,7 @@ class DataMeta:
     feature_names: list[str] | None = None
     vocab: list[str] | None = None  # text: token of each id (0 is padding)
     preprocessing: dict[str, Any] = field(default_factory=dict)  # e.g. standardisation stats
+    modality: str | None = None  # image, text, ... (dltrain.modalities); set by the run's build
 
     def to_dict(self) -> dict[str, Any]:
         """Plain types only, so the meta can live in a weights_only checkpoint and in JSON."""

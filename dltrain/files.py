@@ -19,9 +19,10 @@ import tempfile
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
-import torch
+if TYPE_CHECKING:  # torch is imported where a file is saved or loaded: --help stays fast
+    import torch
 
 END_OF_ZIP = b"PK\x05\x06"  # the zip end-of-central-directory record, 22 bytes + comment
 SEAL = b"dltrain-sha256:"
@@ -125,6 +126,8 @@ def save_text_atomic(text: str, path: Path) -> None:
 
 def save_torch(obj: Any, path: Path) -> None:
     """torch.save `obj` to `path` atomically, sealed with the SHA-256 of its bytes."""
+    import torch
+
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     blob = seal(buffer.getvalue())
@@ -191,6 +194,8 @@ def kind_of(mode: int) -> str:
 
 def load_torch(path: Path, what: str = "checkpoint") -> Any:
     """A verified PyTorch file, read with weights_only=True (tensors and plain data only)."""
+    import torch
+
     data = verified_zip(path, read_regular(path, what))
     try:
         return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)

@@ -155,3 +155,17 @@ def test_a_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path: Path) -> None
 
     every = dltrain(tmp_path, *args[:3], "optimizer.lr=1e12,1e13", f"hydra.sweep.dir={sweep}2")
     assert every.returncode == 1 and "2 of 2 jobs failed" in every.stderr
+
+
+def test_help_does_not_import_torch(tmp_path: Path) -> None:
+    """--help and shell completion stay fast: nothing on their path imports torch (~1-2 s)."""
+    probe = (
+        "import sys; sys.argv = ['dltrain', '--help']\n"
+        "from dltrain.cli import main\n"
+        "main()\n"
+        "assert 'torch' not in sys.modules, 'dltrain --help imported torch'\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr

@@ -5,20 +5,23 @@ from __future__ import annotations
 import logging
 import string
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from hydra import compose, initialize_config_dir
+from hydra import compose
 from hydra._internal.utils import get_args_parser
+from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import HydraException
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from dltrain import preflight, run_dirs, sweep_resume  # sweep_resume: registers resolvers
-from dltrain.composition import CONF_DIR
+from dltrain.composition import CONF_DIR, hydra_context
 from dltrain.errors import ConfigError
 from dltrain.failures import failure, print_problems
 from dltrain.launcher_env import launched, node_rank
+from dltrain.project import project_config_dir
 
 log = logging.getLogger("dltrain")
 
@@ -67,7 +70,19 @@ def main_rank() -> None:
     """The command in one process (or in rank 0 of several)."""
     if "--dry-run" in sys.argv:  # a flag for trainer.dry_run=true
         sys.argv = [a for a in sys.argv if a != "--dry-run"] + ["trainer.dry_run=true"]
-    args = get_args_parser().parse_args(sys.argv[1:])
+    if len(sys.argv) > 1 and sys.argv[1] == "init":  # dltrain init <folder>: a new project
+        from dltrain.scaffold import init_main
+
+        sys.exit(init_main(sys.argv[2:]))
+    args = absolute_config_path(parse_command_line())
+    try:
+        project_dir = None if args.config_dir else project_config_dir()
+    except ConfigError as e:
+        print_problems("dltrain", e.problems)
+        sys.exit(2)
+    if project_dir:  # [tool.dltrain] config_dir of ./pyproject.toml: as --config-dir
+        args.config_dir = project_dir
+        sys.argv.insert(1, f"--config-dir={project_dir}")
     resume = [o.partition("=")[2] for o in args.overrides if o.startswith("resume=")]
     try:
         if resume:
@@ -76,17 +91,16 @@ def main_rank() -> None:
     except ConfigError as e:
         print_problems("dltrain", e.problems)
         sys.exit(2)
-    custom_search_path = args.config_dir or args.config_path
-    if args.help and not custom_search_path and print_help(args):
+    if args.help and print_help(args):
         return
-    if not any(getattr(args, flag) for flag in _INFO_FLAGS) and not custom_search_path:
+    if not any(getattr(args, flag) for flag in _INFO_FLAGS):
         config_name = args.config_name or "config"
-        with initialize_config_dir(str(CONF_DIR), version_base="1.3", job_name="dltrain"):
-            problems = preflight.problems(args.overrides, args.multirun, config_name)
-            try:
+        try:
+            with hydra_context(args.config_dir, args.config_path):
+                problems = preflight.problems(args.overrides, args.multirun, config_name)
                 problems or claim_output(args.overrides, args.multirun, config_name)
-            except ConfigError as e:
-                problems = e.problems
+        except ConfigError as e:
+            problems = e.problems
         if problems:
             print_problems("dltrain", problems)
             sys.exit(2)
@@ -95,6 +109,39 @@ def main_rank() -> None:
     hydra_main()
     if SWEEP["jobs"] and SWEEP["failed"] == SWEEP["jobs"]:
         sys.exit(1)  # a sweep fails only when every job failed
+
+
+def parse_command_line() -> Any:
+    """Hydra's arguments, options and overrides in any order (`plugins=[m] --config-dir conf
+    model=x`); sys.argv is put in the order Hydra's own parser needs: options first."""
+    args = get_args_parser().parse_intermixed_args(sys.argv[1:])
+    rest = list(sys.argv[1:])
+    for override in args.overrides:
+        rest.remove(override)
+    sys.argv = [sys.argv[0], *rest, *args.overrides]
+    return args
+
+
+PATH_FLAGS = {"-cp": "config_path", "--config-path": "config_path", "-cd": "config_dir",
+              "--config-dir": "config_dir"}  # fmt: skip
+
+
+def absolute_config_path(args: Any) -> Any:
+    """--config-path and --config-dir as absolute paths, relative to the working directory as
+    users mean them (Hydra would take --config-path relative to dltrain's own code)."""
+    argv, follows = [sys.argv[0]], None
+    for item in sys.argv[1:]:
+        flag, eq, value = item.partition("=")
+        if follows:  # the value after `-cd DIR`
+            item = str(Path(item).expanduser().absolute())
+            setattr(args, follows, item)
+        elif eq and flag in PATH_FLAGS:
+            item = f"{flag}={Path(value).expanduser().absolute()}"
+            setattr(args, PATH_FLAGS[flag], item.partition("=")[2])
+        follows = PATH_FLAGS.get(item) if not eq else None
+        argv.append(item)
+    sys.argv = argv
+    return args
 
 
 def claim_output(overrides: list[str], multirun: bool, config_name: str) -> None:
@@ -134,7 +181,7 @@ def continue_run(args: Any, target: str) -> int:
     if args.multirun:
         raise ConfigError("resume: continues one run; leave out --multirun (-m)")
     overrides = [o for o in args.overrides if not o.startswith("resume=")]
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3", job_name="dltrain"):
+    with hydra_context(args.config_dir, args.config_path):
         cfg, run_dir = resume_config(target, overrides)
     run_dirs.lock(run_dir, "resume")
     configure_logging(0, run_dir)
@@ -146,26 +193,32 @@ def print_help(args: Any) -> bool:
     """Hydra's --help text, about twice as fast; False if Hydra should say what is wrong.
 
     Hydra's own help also lists its ~100 plugin groups (hydra/...), which the text leaves out;
-    the app's groups and options are conf/'s folders and files.
+    the app's groups and options are those of every config folder: dltrain's, the user's
+    (--config-dir, hydra.searchpath) and installed plugins'.
     """
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3", job_name="dltrain"):
-        try:
+    try:
+        with hydra_context(args.config_dir, args.config_path):
             cfg = compose(args.config_name or "config", overrides=args.overrides)
-        except (HydraException, OmegaConfBaseException):
-            return False
+            loader = GlobalHydra.instance().config_loader()
+            listed = "".join(f"{g}: {', '.join(o)}\n" for g, o in config_groups(loader))
+    except (HydraException, OmegaConfBaseException, ConfigError):
+        return False
     own = OmegaConf.load(CONF_DIR / "config.yaml")  # hydra.help, with its interpolations
     text = string.Template(OmegaConf.to_container(own.hydra.help, resolve=True)["template"])
-    groups = sorted(
-        str(folder.relative_to(CONF_DIR))
-        for folder in CONF_DIR.rglob("*")
-        if folder.is_dir() and any(folder.glob("*.yaml"))
-    )
-    listed = "".join(
-        f"{g}: {', '.join(sorted(f.stem for f in (CONF_DIR / g).glob('*.yaml')))}\n" for g in groups
-    )
     config = OmegaConf.to_yaml(cfg, resolve=args.resolve)
     print(text.safe_substitute(APP_CONFIG_GROUPS=listed, CONFIG=config))
     return True
+
+
+def config_groups(loader: Any, parent: str = "") -> Iterator[tuple[str, list[str]]]:
+    """(group, its sorted options) for every config group with options, Hydra's own left out."""
+    for name in sorted(loader.list_groups(parent)):
+        group = f"{parent}/{name}" if parent else name
+        if group == "hydra":
+            continue
+        if options := sorted(loader.get_group_options(group)):
+            yield group, options
+        yield from config_groups(loader, group)
 
 
 def continue_sweep(args: Any) -> None:

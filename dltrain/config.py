@@ -153,7 +153,12 @@ def _regularization_problems(cfg: DictConfig) -> list[str]:
         found = REGULARIZERS.check(name, kwargs, path=path)
         problems += found or _build_problems(partial(REGULARIZERS.build, name, kwargs))
     model = cfg.model.name
-    if "dropout" in selected and model in MODELS and not MODELS.accepts(model, "dropout"):
+    model_options = options(cfg.model)
+    if (
+        "dropout" in selected
+        and model in MODELS
+        and not MODELS.accepts(model, "dropout", model_options)
+    ):
         with_dropout = [n for n in MODELS.names() if MODELS.accepts(n, "dropout")]
         problems.append(
             f"regularization=dropout: model '{model}' has no dropout option; "

@@ -8,9 +8,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from dltrain.command_line import parse_args
+from dltrain.command_line import parse_args, plugin_options
 from dltrain.config import options
 from dltrain.data.batches import make_batches
+from dltrain.data.user import as_data_splits
 from dltrain.errors import ConfigError, did_you_mean
 from dltrain.failures import command
 from dltrain.files import save_json_atomic
@@ -33,7 +34,7 @@ def evaluate_split(run: FinishedRun, split: str) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as folder:
         kwargs = {**options(cfg.dataset), **rebuild_options(cfg.dataset.name, meta, folder)}
         try:
-            data = DATASETS.build(cfg.dataset.name, kwargs)
+            data = as_data_splits(DATASETS.build(cfg.dataset.name, kwargs), cfg.dataset.name)
         except ConfigError as e:  # say which path of the run was not followed, if one was
             if not run.notes:
                 raise
@@ -76,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             usage,
             {"split": "test", "out": None},
         )
-        run = load_run(source, overrides)
+        run = load_run(source, overrides, *plugin_options(named))
         result = evaluate_split(run, named["split"])
         result["overrides"] = overrides
         out = Path(named["out"] or run.run_dir / f"eval_{named['split']}.json")

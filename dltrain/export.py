@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from dltrain import __version__
-from dltrain.command_line import parse_args
+from dltrain.command_line import parse_args, plugin_options
 from dltrain.data.splits import DataMeta
 from dltrain.errors import ConfigError, did_you_mean
 from dltrain.failures import command
@@ -154,7 +154,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         if overrides:
             raise ConfigError(f"{overrides[0]}: dltrain-export takes no overrides")
         fmt = check_format(named["format"])
-        run = load_run(source, ["trainer.device=cpu"])  # exported from the CPU, in float32
+        # exported from the CPU, in float32
+        run = load_run(source, ["trainer.device=cpu"], *plugin_options(named))
         output = Path(named["output"] or run.run_dir / FORMATS[fmt])
         try:
             diff, same = export(run, fmt, output)

@@ -18,7 +18,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from dltrain import checkpoints
+from dltrain import checkpoints, plugin_trust
 from dltrain.build.model import build_model
 from dltrain.config import check_config, options
 from dltrain.data.files import data_root
@@ -51,15 +51,22 @@ class FinishedRun:
     notes: list[str] = field(default_factory=list)  # data paths of the checkpoint not followed
 
 
-def load_run(source: Path | str, overrides: Sequence[str] = ()) -> FinishedRun:
+def load_run(
+    source: Path | str,
+    overrides: Sequence[str] = (),
+    given_plugins: Sequence[str] = (),
+    trust_plugins: bool = False,
+) -> FinishedRun:
     """Load a checkpoint safely and rebuild its model; `overrides` are `group.key=value`.
 
     The saved config is checked as a new command's would be, with the data paths it names
-    replaced by those the user gives (see `trusted_paths`).
+    replaced by those the user gives (see `trusted_paths`); the plugins it names are imported
+    only when the user vouches for them (`given_plugins`, project, installed, or trusted).
     """
     path = checkpoints.find(source, "best.pt").absolute()  # the weights the run tested
     saved = checkpoints.load_checkpoint(path)
     cfg = checkpoints.saved_config(saved["config"], path)
+    plugin_trust.for_saved_run(cfg, given_plugins, trust_plugins)
     notes = trusted_paths(cfg, overrides)
     cfg = apply_overrides(cfg, overrides)
     for key in ("trainer.devices", "trainer.num_nodes"):  # how it trained is not asked here

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from dltrain.command_line import parse_args
+from dltrain.command_line import parse_args, plugin_options
 from dltrain.data.splits import DataMeta
 from dltrain.errors import ConfigError
 from dltrain.failures import command
@@ -105,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             raise ConfigError("input=PATH is required: the images, table or text to predict for")
         if bad := [o for o in overrides if not o.lstrip("+").startswith("trainer.")]:
             raise ConfigError(f"{bad[0]}: prediction takes trainer.* overrides only")
-        run = load_run(source, overrides)
+        run = load_run(source, overrides, *plugin_options(named))
         output = Path(named["output"] or run.run_dir / "predictions.csv")
         rows = predict_file(run, Path(named["input"]).expanduser(), output, named["text_column"])
         print(f"wrote {rows} predictions to {output}")

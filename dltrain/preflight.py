@@ -26,14 +26,16 @@ from dltrain.launcher_env import node_rank
 from dltrain.run_dirs import RUN_MARKERS, SWEEP_MARKERS, holds_run
 
 _MISSING = object()
+_SEARCHPATH: list[tuple[str, ...]] = [()]  # the command's hydra.searchpath overrides
 
 
 def problems(overrides: list[str], multirun: bool, config_name: str) -> list[str]:
     """All problems of every job the command line would run, before any run dir is made.
 
-    Runs inside the caller's Hydra context (initialize_config_dir).
+    Runs inside the caller's Hydra context (dltrain.composition.hydra_context).
     """
     parser = OverridesParser.create()
+    _SEARCHPATH[0] = tuple(o for o in overrides if o.lstrip("+").startswith("hydra.searchpath"))
     try:
         parsed = parser.parse_overrides(overrides)
     except HydraException as e:
@@ -100,6 +102,7 @@ def _output_problems(overrides: list[str], multirun: bool, config_name: str) -> 
 
 
 def _job_problems(parser: OverridesParser, overrides: list[str], config_name: str) -> list[str]:
+    from dltrain import plugins
     from dltrain.config import check_config
 
     group_overrides, key_overrides, problems = [], [], []
@@ -125,6 +128,7 @@ def _job_problems(parser: OverridesParser, overrides: list[str], config_name: st
                 problems.append(unknown)
             else:  # what Hydra does with key=value, without composing again
                 OmegaConf.update(cfg, override.key_or_group, override.value(), merge=True)
+        plugins.for_run(cfg)  # their registrations count in the checks below
         # Check the values too, leaving out what is already reported, so all come out at once.
         check_config(cfg)
     except ConfigError as e:
@@ -134,20 +138,40 @@ def _job_problems(parser: OverridesParser, overrides: list[str], config_name: st
     return problems
 
 
-@functools.lru_cache(maxsize=64)
 def _composed(config_name: str, group_overrides: tuple[str, ...]) -> DictConfig:
     """The config of these group choices (the jobs of a sweep share most; composing is slow)."""
+    return _composed_in(_search_path(), config_name, group_overrides)
+
+
+@functools.lru_cache(maxsize=64)
+def _composed_in(
+    search_path: tuple[str, ...], config_name: str, group_overrides: tuple[str, ...]
+) -> DictConfig:
     return compose(config_name, overrides=list(group_overrides))
 
 
-@functools.lru_cache(maxsize=256)
 def group_options(group: str) -> list[str]:
-    """The options of a config group (conf/ does not change while dltrain runs); none for a
-    name the file system cannot even look up (too long)."""
+    """The options of a config group in the current Hydra context (its search path, and the
+    command's hydra.searchpath); none for a name the file system cannot even look up."""
+    return _options(_search_path(), _SEARCHPATH[0], group)
+
+
+@functools.lru_cache(maxsize=512)
+def _options(search_path: tuple[str, ...], searchpath: tuple[str, ...], group: str) -> list[str]:
+    """Cached per search path: the jobs of a sweep (and commands run in one process) share it."""
+    loader = GlobalHydra.instance().config_loader()
     try:
-        return GlobalHydra.instance().config_loader().get_group_options(group)
+        if searchpath:  # the command adds folders: Hydra reads them from the primary config
+            return loader.get_group_options(group, config_name="config", overrides=list(searchpath))
+        return loader.get_group_options(group)
     except OSError:
         return []
+
+
+def _search_path() -> tuple[str, ...]:
+    """Where the current Hydra context looks for configs (a cache key)."""
+    sources = GlobalHydra.instance().config_loader().get_sources()
+    return tuple(f"{s.provider}:{s.path}" for s in sources)
 
 
 def _left_to_hydra(override: Override) -> bool:

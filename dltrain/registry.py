@@ -8,6 +8,8 @@ values its builders may ask for, which the caller passes and a config cannot set
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any, Literal
@@ -49,8 +51,16 @@ class LossInfo:
     outputs: Literal["one", "classes"] = "one"  # classes: one score per class
 
 
+TARGET = "target"  # the entry naming any importable callable: model=target model.target=a.b:C
+TASKS: tuple[Task, ...] = ("binary", "multiclass", "regression", "reconstruction")
+
+
 class Registry:
-    """Maps short snake_case names to builders (classes or functions) plus their typed info."""
+    """Maps short snake_case names to builders (classes or functions) plus their typed info.
+
+    A registry made with `target_info` also offers the entry `target`: its `target` option names
+    an importable callable (`my_pkg.nets:MyNet`) whose signature its other options bind to.
+    """
 
     def __init__(
         self,
@@ -58,6 +68,7 @@ class Registry:
         populate: str | None = None,
         info: type = NoInfo,
         runtime: tuple[str, ...] = (),
+        target_info: Any = None,
     ):
         self.kind = kind
         self.runtime = runtime  # values the caller passes to builders; never config options
@@ -65,6 +76,8 @@ class Registry:
         self._info_type = info
         self._builders: dict[str, Callable[..., Any]] = {}
         self._info: dict[str, Any] = {}
+        if target_info is not None:
+            self._builders[TARGET], self._info[TARGET] = _no_target, target_info
 
     def register(self, name: str, **info: Any) -> Callable[[Callable], Callable]:
         """Decorator registering a builder under `name`; `info` fills this registry's info type."""
@@ -76,6 +89,7 @@ class Registry:
             )
 
         def add(builder: Callable) -> Callable:
+            self._load()  # dltrain's own entries first: a plugin reusing a name is then caught
             if name in self._builders:
                 raise RuntimeError(f"{self.kind} '{name}' is registered twice")
             self._builders[name] = builder
@@ -116,6 +130,15 @@ class Registry:
         self.get(name)
         return self._info[name]
 
+    def builder(
+        self, name: str, kwargs: Mapping[str, Any], path: str | None = None
+    ) -> tuple[Callable[..., Any], dict[str, Any]]:
+        """The callable `name` stands for and the options it takes (`target`: the one named)."""
+        builder, kwargs = self.get(name), dict(kwargs)
+        if name == TARGET:
+            builder = import_target(kwargs.pop(TARGET, None), f"{path or self.kind}.{TARGET}")
+        return builder, kwargs
+
     def check(
         self,
         name: Any,
@@ -128,18 +151,24 @@ class Registry:
         path = path or self.kind
         if name not in self:
             return [f"{path}: {self.unknown(name)}"]
+        try:
+            builder, kwargs = self.builder(name, kwargs, path)
+        except ConfigError as e:
+            return e.problems
         runtime = self.runtime if runtime is None else runtime
-        return check_kwargs(path, f"{self.kind} '{name}'", self._builders[name], kwargs, runtime)
+        what = f"{self.kind} '{name}'" if name != TARGET else f"{builder.__qualname__}"
+        return check_kwargs(path, what, builder, kwargs, runtime)
 
     def build(self, name: str, kwargs: Mapping[str, Any], **runtime: Any) -> Any:
         """Check, then call the builder with config `kwargs` and the runtime values it accepts."""
-        accepted = parameters(self.get(name))
+        builder, options = self.builder(name, kwargs)
+        accepted = parameters(builder)
         runtime = {k: v for k, v in runtime.items() if k in accepted}
         problems = self.check(name, kwargs, runtime)
         if problems:
             raise ConfigError(problems)
         try:
-            return self._builders[name](**kwargs, **runtime)
+            return builder(**options, **runtime)
         except ValueError as e:  # torch and sklearn reject impossible values with ValueError
             if isinstance(e, ConfigError):
                 raise
@@ -152,18 +181,49 @@ class Registry:
                 f"{self.kind} ({name}): cannot allocate what these options ask for ({reason})"
             ) from None
 
-    def accepts(self, name: str, option: str) -> bool:
-        """Whether the builder of `name` takes the keyword `option`."""
-        return option in parameters(self.get(name))
+    def accepts(self, name: str, option: str, kwargs: Mapping[str, Any] | None = None) -> bool:
+        """Whether the builder of `name` (configured by `kwargs`, for a target) takes `option`."""
+        try:
+            return option in parameters(self.builder(name, kwargs or {})[0])
+        except ConfigError:
+            return False
+
+
+def _no_target(**_: Any) -> None:
+    """Stands for the `target` entry until its option names the callable."""
+
+
+def import_target(spec: Any, path: str) -> Callable[..., Any]:
+    """The callable `module:attr` (or `module.attr`) names; a one-line ConfigError otherwise."""
+    example = "e.g. my_pkg.nets:MyNet; its module must be importable (the working directory is)"
+    if not isinstance(spec, str) or not spec.strip():
+        raise ConfigError(f"{path}: set it to an importable callable, {example}")
+    module_name, _, attr = spec.partition(":") if ":" in spec else spec.rpartition(".")
+    if not module_name or not attr:
+        raise ConfigError(f"{path}: '{spec}' names no attribute of a module; {example}")
+    if os.getcwd() not in sys.path:  # as `python -m` and plugins do
+        sys.path.insert(0, os.getcwd())
+    try:
+        target = getattr(importlib.import_module(module_name), attr)
+    except ImportError as e:
+        raise ConfigError(f"{path}: cannot import '{module_name}' ({e})") from None
+    except AttributeError:
+        raise ConfigError(f"{path}: module '{module_name}' has no '{attr}'") from None
+    except Exception as e:  # the module's own code failed on import
+        raise ConfigError(
+            f"{path}: importing '{module_name}' failed: {type(e).__name__}: {e}"
+        ) from None
+    if not callable(target):
+        raise ConfigError(f"{path}: '{spec}' is a {type(target).__name__}, not a callable")
+    return target
 
 
 MODEL_RUNTIME = ("in_features", "out_features", "input_shape", "num_classes", "vocab")
-MODELS = Registry("model", "dltrain.models", ModelInfo, MODEL_RUNTIME)
-DATASETS = Registry("dataset", "dltrain.data", DatasetInfo)
-LOSSES = Registry("loss", "dltrain.losses", LossInfo)
-OPTIMIZERS = Registry("optimizer", "dltrain.optim", runtime=("params",))
-SCHEDULERS = Registry(
-    "scheduler", "dltrain.optim", runtime=("optimizer", "epochs", "steps_per_epoch")
-)
+MODELS = Registry("model", "dltrain.models", ModelInfo, MODEL_RUNTIME, ModelInfo(tasks=TASKS))
+DATASETS = Registry("dataset", "dltrain.data", DatasetInfo, target_info=DatasetInfo())
+LOSSES = Registry("loss", "dltrain.losses", LossInfo, target_info=LossInfo(tasks=TASKS))
+OPTIMIZERS = Registry("optimizer", "dltrain.optim", runtime=("params",), target_info=NoInfo())
+SCHEDULER_RUNTIME = ("optimizer", "epochs", "steps_per_epoch")
+SCHEDULERS = Registry("scheduler", "dltrain.optim", runtime=SCHEDULER_RUNTIME, target_info=NoInfo())
 REGULARIZERS = Registry("regularization", "dltrain.regularization")
 INITIALIZERS = Registry("init", "dltrain.models.init", runtime=("model",))

@@ -15,7 +15,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
-from dltrain import checkpoints
+from dltrain import checkpoints, plugin_trust
 from dltrain.config import check_config
 from dltrain.errors import ConfigError
 from dltrain.preflight import group_options, message, unknown_key, unknown_options
@@ -38,8 +38,11 @@ def resume_config(target: str, overrides: list[str]) -> tuple[DictConfig, Path]:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except HydraException as e:
         raise ConfigError(message(e)) from None
+    given, trust = _plugin_options(parsed)
+    plugin_trust.for_saved_run(cfg, given, trust)  # before the checks: its registrations count
     for override in parsed:
-        problems += _override_problems(cfg, override)
+        if override.key_or_group not in ("plugins", "trust_plugins"):
+            problems += _override_problems(cfg, override)
     if not problems:  # values are checked as a new command's are
         try:
             check_config(cfg)
@@ -49,6 +52,20 @@ def resume_config(target: str, overrides: list[str]) -> tuple[DictConfig, Path]:
         raise ConfigError(problems)
     cfg.resume = str(path)
     return cfg, path.parent.parent
+
+
+def _plugin_options(parsed: list[Any]) -> tuple[list[str], bool]:
+    """`plugins=[...]` and `trust_plugins=true` of a resume command: what it vouches for."""
+    given, trust = [], False
+    for override in parsed:
+        value = override.value()
+        if override.key_or_group == "plugins":
+            given = [str(v) for v in (value if isinstance(value, list) else [value])]
+        elif override.key_or_group == "trust_plugins":
+            if not isinstance(value, bool):
+                raise ConfigError(f"trust_plugins: must be true or false, got {value!r}")
+            trust = value
+    return given, trust
 
 
 def _override_problems(cfg: DictConfig, override: Any) -> list[str]:

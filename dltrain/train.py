@@ -15,7 +15,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
-from dltrain import checkpoints, files, training_state, visuals
+from dltrain import checkpoints, files, plugins, training_state, visuals
 from dltrain.build.run import build_run
 from dltrain.built_run import BuiltRun, FitState
 from dltrain.dry_run import dry_run
@@ -40,6 +40,7 @@ def run_rank(
 ) -> dict[str, Any]:
     """run() in one process, one of `world`'s ranks (only rank 0 writes)."""
     started = time.perf_counter()
+    plugins.for_run(cfg)  # the command's own: a run dir's are vouched for before (resume.py)
     saved, path = None, None
     if cfg.get("resume"):  # the same run dir, the checkpoint's config (epochs may grow)
         path = checkpoints.resume_path(cfg.resume)
@@ -108,7 +109,7 @@ def resumed_config(cfg: DictConfig, saved: DictConfig, path: Path) -> DictConfig
     A value left unset (null, e.g. a seed the first run drew) is no conflict.
     """
     given = flatten(OmegaConf.to_container(cfg, resolve=True))
-    kept = ("trainer.epochs", "resume", *WHERE_TO_TRAIN)
+    kept = ("trainer.epochs", "resume", "plugins", "trust_plugins", *WHERE_TO_TRAIN)
     ignored = [
         f"{key}={given[key]} (checkpoint: {value})"
         for key, value in flatten(OmegaConf.to_container(saved, resolve=True)).items()
@@ -117,6 +118,7 @@ def resumed_config(cfg: DictConfig, saved: DictConfig, path: Path) -> DictConfig
     if ignored:
         log.warning(f"resume: the checkpoint's settings win over {', '.join(ignored)}")
     saved.trainer.epochs = max(cfg.trainer.epochs, saved.trainer.epochs)
+    saved.plugins = list(cfg.get("plugins") or [])  # the command's, imported already
     for key in WHERE_TO_TRAIN:  # where it goes on is the new command's choice
         OmegaConf.update(saved, key, OmegaConf.select(cfg, key), force_add=True)
     saved.resume = str(path)

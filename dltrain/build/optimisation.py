@@ -14,8 +14,9 @@ from dltrain.registry import LOSSES, OPTIMIZERS, SCHEDULERS
 
 
 def build_loss(cfg: DictConfig, device: torch.device) -> nn.Module:
-    """The loss of the config, on the device."""
-    return LOSSES.build(cfg.loss.name, options(cfg.loss)).to(device)
+    """The loss of the config, on the device (a plain function, as it is)."""
+    loss = LOSSES.build(cfg.loss.name, options(cfg.loss))
+    return loss.to(device) if isinstance(loss, nn.Module) else loss
 
 
 def build_optimizer(
@@ -31,11 +32,12 @@ def build_optimizer(
 def build_schedule(
     cfg: DictConfig, optimizer: torch.optim.Optimizer, epochs: int, steps_per_epoch: int
 ) -> Schedule | None:
-    """The learning-rate schedule (None: constant)."""
-    return SCHEDULERS.build(
+    """The learning-rate schedule (None: constant); a torch scheduler steps every epoch."""
+    schedule = SCHEDULERS.build(
         cfg.scheduler.name,
         options(cfg.scheduler),
         optimizer=optimizer,
         epochs=epochs,
         steps_per_epoch=steps_per_epoch,
     )
+    return schedule if schedule is None or isinstance(schedule, Schedule) else Schedule(schedule)

@@ -11,7 +11,7 @@ from dltrain.data.splits import split_arrays
 from dltrain.errors import ConfigError
 from dltrain.registry import DATASETS
 
-from .conftest import compose_config
+from .helpers import compose_config
 
 GENERATED = [n for n in DATASETS.names() if not DATASETS.info(n).get("reads_files")]
 

@@ -6,10 +6,9 @@ import os
 import re
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
+from subprocess import DEVNULL
 
 import pytest
 import torch
@@ -31,9 +30,16 @@ from dltrain.step import StepContext
 from dltrain.train import run
 from dltrain.world import World, interleave
 
-from .conftest import compose_config
-from .test_train import events
-from .test_vision_data import make_folder
+from .helpers import (
+    PYTHON,
+    checkout_env,
+    compose_config,
+    dltrain,
+    events,
+    make_folder,
+    run_command,
+    start_command,
+)
 
 # 448 training samples: 7 steps of 2 ranks x 32, or of 1 rank x 64.
 BLOBS = ["dataset=blobs", "dataset.n_samples=640", "loss=bce", "trainer.device=cpu"]
@@ -42,13 +48,6 @@ DETERMINISTIC = ["trainer.seed=0", "trainer.log_every_n_steps=1", "trainer.epoch
 
 def ddp_cfg(*overrides: str):
     return compose_config(*BLOBS, *DETERMINISTIC, *overrides)
-
-
-def dltrain(*args: str, cwd: Path, timeout: int = 180, **kwargs) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "dltrain", *BLOBS, *args]
-    return subprocess.run(
-        command, cwd=cwd, capture_output=True, text=True, timeout=timeout, **kwargs
-    )
 
 
 def run_dirs(root: Path) -> list[Path]:
@@ -71,7 +70,8 @@ def test_two_ranks_match_one_rank_with_the_same_global_batch(tmp_path: Path) -> 
 
 
 def test_one_command_starts_the_ranks_in_one_run_dir(tmp_path: Path) -> None:
-    result = dltrain("trainer.devices=2", "trainer.strategy=ddp", "trainer.epochs=1", cwd=tmp_path)
+    ddp = ["trainer.devices=2", "trainer.strategy=ddp", "trainer.epochs=1"]
+    result = dltrain(tmp_path, *BLOBS, *ddp, timeout=180)
     assert result.returncode == 0, result.stderr
     (run_dir,) = run_dirs(tmp_path)
     assert (run_dir / ".hydra").is_dir() and (run_dir / "model.pt").is_file()
@@ -81,9 +81,9 @@ def test_one_command_starts_the_ranks_in_one_run_dir(tmp_path: Path) -> None:
 
 
 def test_torchrun_gives_one_run_dir(tmp_path: Path) -> None:
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    torchrun = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     command = [*torchrun, "-m", "dltrain", *BLOBS, "trainer.epochs=1"]
-    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=180)
+    result = run_command(PYTHON, *command, cwd=tmp_path, timeout=180)
     assert result.returncode == 0, result.stderr
     (run_dir,) = run_dirs(tmp_path)
     assert load(run_dir / "checkpoints" / "last.pt")["world_size"] == 2
@@ -91,18 +91,11 @@ def test_torchrun_gives_one_run_dir(tmp_path: Path) -> None:
 
 
 def start_ranks(envs: list[dict[str, str]], args: list[str], cwd: Path) -> list[tuple[int, str]]:
-    """Start `python -m dltrain` once per environment, as srun or a node's shell would."""
-    outside = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "MASTER_"))}
-    command = [sys.executable, "-m", "dltrain", *BLOBS, "trainer.epochs=1", *args]
+    """Start `dltrain` once per environment, as srun or a node's shell would."""
+    outside = {k: v for k, v in checkout_env().items() if not k.startswith(("SLURM_", "MASTER_"))}
+    command = [*BLOBS, "trainer.epochs=1", *args]
     processes = [
-        subprocess.Popen(
-            command,
-            cwd=cwd,
-            env={**outside, **env},
-            text=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
+        start_command("dltrain", *command, cwd=cwd, env={**outside, **env}, stdout=DEVNULL)
         for env in envs
     ]
     return [(p.wait(timeout=180), p.stderr.read()) for p in processes]
@@ -138,11 +131,10 @@ def test_an_error_in_one_rank_is_reported_and_every_rank_exits(tmp_path: Path) -
     root = make_folder(tmp_path / "images", ("train", "val", "test"))
     broken = root / "train" / "dog" / "3.bmp"
     broken.write_bytes(b"not an image")  # read by exactly one rank: each file has one owner
-    result = subprocess.run(
-        [sys.executable, "-m", "dltrain", "model=cnn", "dataset=image_folder", "trainer.epochs=1",
-         f"dataset.root={root}", "dataset.image_size=16", "trainer.batch_size=2",
-         "trainer.device=cpu", "trainer.devices=2", "trainer.seed=0"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=180,
+    result = dltrain(
+        tmp_path, "model=cnn", "dataset=image_folder", "trainer.epochs=1",
+        f"dataset.root={root}", "dataset.image_size=16", "trainer.batch_size=2",
+        "trainer.device=cpu", "trainer.devices=2", "trainer.seed=0", timeout=180,
     )  # fmt: skip
     assert result.returncode == 2
     assert f"cannot decode image {broken}" in result.stderr and "Traceback" not in result.stderr
@@ -195,11 +187,8 @@ def test_a_ddp_checkpoint_resumes_on_two_ranks_exactly_and_on_one(tmp_path: Path
 
 
 def test_sigint_to_the_command_stops_every_rank_after_a_checkpoint(tmp_path: Path) -> None:
-    command = [sys.executable, "-m", "dltrain", *BLOBS, "trainer.devices=2"]
-    process = subprocess.Popen(
-        [*command, "trainer.epochs=500", "hydra.run.dir=run"],
-        cwd=tmp_path, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-    )  # fmt: skip
+    command = [*BLOBS, "trainer.devices=2", "trainer.epochs=500", "hydra.run.dir=run"]
+    process = start_command("dltrain", *command, cwd=tmp_path, stdout=DEVNULL)
     deadline = time.monotonic() + 120
     while not (tmp_path / "run" / "checkpoints" / "last.pt").exists():
         assert time.monotonic() < deadline and process.poll() is None

@@ -11,7 +11,7 @@ from dltrain.config import check_config
 from dltrain.errors import ConfigError
 from dltrain.train import run
 
-from .conftest import FAST, compose_config
+from .helpers import FAST, compose_config
 
 
 def test_bf16_mixed_trains_in_bfloat16_autocast(tmp_path: Path, monkeypatch) -> None:

@@ -13,8 +13,8 @@ from dltrain.errors import ConfigError
 from dltrain.registry import DATASETS, MODELS
 from dltrain.train import run
 
-from .conftest import FAST, compose_config
-from .test_vision_data import make_mnist, options
+from .helpers import FAST, compose_config, make_mnist
+from .helpers import dataset_options as options
 
 
 def test_sine_windows_predict_the_cosine_in_time_order() -> None:

@@ -11,7 +11,7 @@ import yaml
 
 from dltrain.sweep import gpu_for_job, previous_outcome, threads_for_job
 
-from .test_cli import TINY, dltrain, run_dirs
+from .helpers import TINY, dltrain, run_dirs
 
 
 def test_parallel_jobs_split_the_cores_and_take_turns_on_the_gpus() -> None:

@@ -6,7 +6,6 @@ from pathlib import Path
 import pytest
 import torch
 from omegaconf import OmegaConf
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.utils.data import TensorDataset
 
 from dltrain import checkpoints, training_state
@@ -21,13 +20,7 @@ from dltrain.regularization import Dropout
 from dltrain.step import StepContext
 from dltrain.train import run
 
-from .conftest import FAST, compose_config
-
-
-def events(run_dir: Path) -> EventAccumulator:
-    acc = EventAccumulator(str(run_dir / "tensorboard"))
-    acc.Reload()
-    return acc
+from .helpers import FAST, compose_config, events
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from dltrain.train import run
 
-from .conftest import FAST, compose_config
-from .test_vision_data import SHARED, make_mnist
+from .helpers import FAST, SHARED, compose_config, make_mnist
 
 
 def test_image_run_logs_samples_confusion_misclassified_and_histograms(tmp_path: Path) -> None:

@@ -1,5 +1,5 @@
 """Fixtures shared by the test modules. Plain helpers (running the commands, making data files)
-are in tests/helpers.py."""
+are in tests/helpers.py; `pytest -m "not slow"` leaves out the end-to-end tests (README)."""
 
 from __future__ import annotations
 

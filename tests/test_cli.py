@@ -12,6 +12,8 @@ from dltrain.composition import CONF_DIR
 
 from .helpers import PYTHON, TINY, dltrain, run_command, run_dirs
 
+pytestmark = pytest.mark.slow  # every test runs a command
+
 
 def test_console_script_trains_into_a_dated_run_dir(tmp_path: Path) -> None:
     result = dltrain(tmp_path, *TINY)

@@ -117,6 +117,7 @@ except ConfigError as e:
 
 
 @pytest.mark.parametrize("case", sorted(CRASHERS))
+@pytest.mark.slow
 def test_numpy_state_that_would_crash_numpy_is_refused(case: str) -> None:
     blob = py2_dumps({b"data": CRASHERS[case], b"labels": [0]})
     # A child process: were the refusal to fail, the crash must not take the test session along.

@@ -54,6 +54,7 @@ def run_dirs(root: Path) -> list[Path]:
     return [p.parent for p in root.rglob("config.yaml") if ".hydra" not in p.parts]
 
 
+@pytest.mark.slow
 def test_two_ranks_match_one_rank_with_the_same_global_batch(tmp_path: Path) -> None:
     two = launch.run(ddp_cfg("trainer.devices=2", "trainer.batch_size=32"), tmp_path / "two")
     one = run(ddp_cfg("trainer.batch_size=64"), tmp_path / "one")
@@ -69,6 +70,7 @@ def test_two_ranks_match_one_rank_with_the_same_global_batch(tmp_path: Path) -> 
     assert len(list((tmp_path / "two" / "tensorboard").iterdir())) == 1  # rank 0 alone writes
 
 
+@pytest.mark.slow
 def test_one_command_starts_the_ranks_in_one_run_dir(tmp_path: Path) -> None:
     ddp = ["trainer.devices=2", "trainer.strategy=ddp", "trainer.epochs=1"]
     result = dltrain(tmp_path, *BLOBS, *ddp, timeout=180)
@@ -80,6 +82,7 @@ def test_one_command_starts_the_ranks_in_one_run_dir(tmp_path: Path) -> None:
     assert len(list((run_dir / "tensorboard").iterdir())) == 1
 
 
+@pytest.mark.slow
 def test_torchrun_gives_one_run_dir(tmp_path: Path) -> None:
     torchrun = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     command = [*torchrun, "-m", "dltrain", *BLOBS, "trainer.epochs=1"]
@@ -101,6 +104,7 @@ def start_ranks(envs: list[dict[str, str]], args: list[str], cwd: Path) -> list[
     return [(p.wait(timeout=180), p.stderr.read()) for p in processes]
 
 
+@pytest.mark.slow
 def test_an_srun_step_of_two_tasks_trains_as_two_ranks_in_one_run_dir(tmp_path: Path) -> None:
     step = {
         "SLURM_JOB_ID": "4242",
@@ -117,6 +121,7 @@ def test_an_srun_step_of_two_tasks_trains_as_two_ranks_in_one_run_dir(tmp_path: 
     assert load(run_dir / "checkpoints" / "last.pt")["world_size"] == 2
 
 
+@pytest.mark.slow
 def test_two_nodes_started_by_hand_train_as_one_run(tmp_path: Path) -> None:
     rendezvous = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(launch.free_port())}
     nodes = [{**rendezvous, "NODE_RANK": str(i)} for i in range(2)]
@@ -127,6 +132,7 @@ def test_two_nodes_started_by_hand_train_as_one_run(tmp_path: Path) -> None:
     assert checkpoint["world_size"] == 2 and checkpoint["step"] == 4  # 448 samples, 2 x 64
 
 
+@pytest.mark.slow
 def test_an_error_in_one_rank_is_reported_and_every_rank_exits(tmp_path: Path) -> None:
     root = make_folder(tmp_path / "images", ("train", "val", "test"))
     broken = root / "train" / "dog" / "3.bmp"
@@ -158,6 +164,7 @@ def _diverging_rank(rank: int, port: int, steps: dict) -> None:
     dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_a_nan_on_one_rank_stops_every_rank_at_the_same_step() -> None:
     with mp.Manager() as manager:
         steps = manager.dict()
@@ -166,6 +173,7 @@ def test_a_nan_on_one_rank_stops_every_rank_at_the_same_step() -> None:
         assert dict(steps) == {0: 2, 1: 2}
 
 
+@pytest.mark.slow
 def test_a_ddp_checkpoint_resumes_on_two_ranks_exactly_and_on_one(tmp_path: Path) -> None:
     keep = ["trainer.epochs=3", "trainer.batch_size=32", "trainer.checkpoint_every_n_steps=5"]
     first = launch.run(
@@ -186,6 +194,7 @@ def test_a_ddp_checkpoint_resumes_on_two_ranks_exactly_and_on_one(tmp_path: Path
     assert load(tmp_path / "c" / "checkpoints" / "last.pt")["world_size"] == 1
 
 
+@pytest.mark.slow
 def test_sigint_to_the_command_stops_every_rank_after_a_checkpoint(tmp_path: Path) -> None:
     command = [*BLOBS, "trainer.devices=2", "trainer.epochs=500", "hydra.run.dir=run"]
     process = start_command("dltrain", *command, cwd=tmp_path, stdout=DEVNULL)

@@ -87,6 +87,7 @@ def test_an_export_that_differs_is_caught(tmp_path: Path) -> None:
     assert not same and diff > 0.1
 
 
+@pytest.mark.slow
 def test_export_command_writes_a_checked_torchscript_file(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:

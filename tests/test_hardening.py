@@ -13,6 +13,8 @@ from dltrain.checkpoints import load
 
 from .helpers import dltrain, dltrain_main, invoke
 
+pytestmark = pytest.mark.slow  # commands, and 1,000 command lines
+
 WIDE_MLP = ["model.hidden_sizes=[256,256]", "trainer.seed=0", "trainer.device=cpu"]
 
 
@@ -122,6 +124,7 @@ def bad_command_lines(draw: st.DrawFn) -> tuple[list[str], list[str]]:
     return list(draw(st.permutations(args))), patterns
 
 
+@pytest.mark.timeout(600)
 @settings(max_examples=1000, deadline=None, database=None, derandomize=True)
 @given(case=bad_command_lines())
 def test_random_bad_command_lines_fail_cleanly(case, workdir: Path) -> None:

@@ -318,6 +318,7 @@ def test_no_config_value_from_a_checkpoint_is_resolved(victim: Path) -> None:
     assert list(checkpoints.saved_config({"k": values}, victim).k) == values
 
 
+@pytest.mark.slow
 def test_a_second_process_cannot_take_a_locked_run_dir(tmp_path: Path) -> None:
     folder = tmp_path / "run"
     folder.mkdir()
@@ -354,6 +355,7 @@ def start(cwd: Path, *args: str) -> subprocess.Popen:
     return start_command("dltrain", *TINY, *args, cwd=cwd)
 
 
+@pytest.mark.slow
 def test_two_runs_started_together_never_share_a_run_dir(tmp_path: Path) -> None:
     processes = [start(tmp_path) for _ in range(2)]
     results = [(p.wait(timeout=300), p.stderr.read()) for p in processes]
@@ -365,6 +367,7 @@ def test_two_runs_started_together_never_share_a_run_dir(tmp_path: Path) -> None
         assert len(list((run_dir / "tensorboard").glob("events.*"))) == 1
 
 
+@pytest.mark.slow
 def test_two_runs_aimed_at_one_named_dir_one_is_refused(tmp_path: Path) -> None:
     named = f"hydra.run.dir={tmp_path / 'run'}"
     processes = [start(tmp_path, named, f"trainer.seed={seed}") for seed in (1, 2)]

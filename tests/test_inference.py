@@ -76,6 +76,7 @@ def test_eval_gives_the_runs_own_test_metrics(
     assert_same_metrics(result["metrics"], saved_metrics(run_dir, "test"))
 
 
+@pytest.mark.slow
 def test_eval_command_on_the_val_split(tmp_path_factory: pytest.TempPathFactory) -> None:
     run_dir = trained("digits", tmp_path_factory)
     result = run_command("dltrain-eval", run_dir, "split=val", timeout=120)
@@ -253,6 +254,7 @@ def test_predict_text_lines_with_the_saved_tokenizer(
     assert np.allclose(from_csv["prob_pos"], got["prob_pos"], atol=1e-6)
 
 
+@pytest.mark.slow
 def test_predict_command_on_a_folder_of_images(tmp_path_factory: pytest.TempPathFactory) -> None:
     run_dir = trained("folder", tmp_path_factory)
     folder = run_dir.parent / "train"

@@ -43,6 +43,7 @@ def test_unknown_precision_is_refused() -> None:
         check_config(compose_config("trainer.precision=64"))
 
 
+@pytest.mark.slow
 def test_compiled_model_saves_plain_state_dict_keys(tmp_path: Path) -> None:
     cfg = compose_config(
         *FAST, "trainer.epochs=1", "dataset=iris", "trainer.compile=true", "model.hidden_sizes=[8]"

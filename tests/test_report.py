@@ -160,6 +160,7 @@ def test_cli_prints_tables_and_writes_csv_md_png(
     assert image.shape[1] > 600 and image.std() > 0.01  # two subplots, not blank
 
 
+@pytest.mark.slow
 def test_cli_exits_2_with_one_line_when_there_is_nothing_to_report(
     sweep: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -173,6 +174,7 @@ def test_cli_exits_2_with_one_line_when_there_is_nothing_to_report(
     assert result.returncode == 2 and "no runs (metrics.json)" in result.stderr
 
 
+@pytest.mark.slow
 def test_a_multirun_ends_with_the_table_and_report_files(tmp_path: Path) -> None:
     sweep_dir = tmp_path / "sweep"
     args = ["-m", "trainer.epochs=1", "optimizer=sgd,adam", "dataset=iris", "trainer.device=cpu"]
@@ -239,6 +241,7 @@ def test_unreadable_files_of_a_run_are_noted_and_the_rest_is_reported(
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_an_unwritable_output_folder_is_one_line_and_exit_1(
     sweep: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

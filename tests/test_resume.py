@@ -61,6 +61,7 @@ def same_weights(a: Path, b: Path) -> bool:
     return first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_is_bit_identical(
     uninterrupted: Path, tmp_path: Path
 ) -> None:
@@ -86,6 +87,7 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(
     ]
 
 
+@pytest.mark.slow
 def test_sigint_finishes_the_step_saves_and_says_how_to_continue(
     uninterrupted: Path, tmp_path: Path
 ) -> None:
@@ -110,6 +112,7 @@ def test_resume_extends_epochs_and_keeps_the_checkpoints_settings(tmp_path: Path
     assert len(list((tmp_path / "checkpoints").glob("step-*.pt"))) == 2  # the newest K
 
 
+@pytest.mark.slow
 def test_resume_errors_are_one_line(tmp_path: Path) -> None:
     result = dltrain(tmp_path, f"resume={tmp_path / 'nowhere'}")
     assert result.returncode == 2 and "resume:" in result.stderr

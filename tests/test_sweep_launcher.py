@@ -32,6 +32,8 @@ def worker_of(parent: int, run_dir: Path) -> int | None:
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads /proc (Linux)")
+@pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_a_killed_joblib_worker_fails_its_job_and_the_sweep_goes_on(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
     args = ["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "trainer.epochs=2000,2001,2"]

@@ -156,6 +156,7 @@ def test_pretrained_vectors_are_loaded_and_can_be_frozen(tmp_path: Path) -> None
         )
 
 
+@pytest.mark.slow
 def test_text_run_end_to_end_saves_the_tokenizer(tmp_path: Path) -> None:
     folder = make_imdb(tmp_path / "data", per_class=20)
     cfg = compose_config(

@@ -30,6 +30,7 @@ def default_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     return run_dir, run(compose_config("trainer.seed=0", "trainer.device=cpu"), run_dir)
 
 
+@pytest.mark.slow
 def test_default_run_learns_digits(default_run: tuple[Path, dict]) -> None:
     _, summary = default_run
     assert summary["status"] == "completed"
@@ -37,6 +38,7 @@ def test_default_run_learns_digits(default_run: tuple[Path, dict]) -> None:
     assert summary["epochs_completed"] == 20 and summary["seed"] == 0
 
 
+@pytest.mark.slow
 def test_run_dir_has_checkpoints_model_metrics_and_config(default_run: tuple[Path, dict]) -> None:
     run_dir, summary = default_run
     for name in (
@@ -71,6 +73,7 @@ def test_run_dir_has_checkpoints_model_metrics_and_config(default_run: tuple[Pat
         assert torch.equal(model_pt[key], value)  # model.pt holds the best weights
 
 
+@pytest.mark.slow
 def test_checkpoint_config_rebuilds_the_model(default_run: tuple[Path, dict]) -> None:
     run_dir, summary = default_run
     saved = checkpoints.load(run_dir / "checkpoints" / "best.pt")
@@ -80,6 +83,7 @@ def test_checkpoint_config_rebuilds_the_model(default_run: tuple[Path, dict]) ->
     assert saved["config"]["trainer"]["seed"] == 0
 
 
+@pytest.mark.slow
 def test_tensorboard_holds_the_expected_tags(default_run: tuple[Path, dict]) -> None:
     run_dir, _ = default_run
     acc = events(run_dir)

@@ -45,6 +45,7 @@ def test_image_run_logs_samples_confusion_misclassified_and_histograms(tmp_path:
         assert "test/misclassified" in tags["images"]
 
 
+@pytest.mark.slow
 def test_one_epoch_of_the_fast_recipe_on_real_mnist(tmp_path: Path) -> None:
     if not (SHARED / "mnist").is_dir():
         pytest.skip(f"{SHARED / 'mnist'} is absent (the real data lives outside the repo)")

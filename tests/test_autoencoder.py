@@ -13,8 +13,7 @@ from dltrain.errors import ConfigError
 from dltrain.registry import MODELS
 from dltrain.train import run
 
-from .conftest import FAST, compose_config
-from .test_vision_data import make_mnist
+from .helpers import FAST, compose_config, make_mnist
 
 
 def test_encoder_and_decoder_mirror_each_other() -> None:

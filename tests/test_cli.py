@@ -4,26 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from dltrain.composition import CONF_DIR
 
-DLTRAIN = Path(sys.executable).with_name("dltrain")
-TINY = ["dataset=iris", "trainer.epochs=2", "trainer.device=cpu"]
+from .helpers import PYTHON, TINY, dltrain, run_command, run_dirs
 
-
-def dltrain(cwd: Path, *args: str, script: Path = DLTRAIN, env: dict | None = None):
-    return subprocess.run(
-        [str(script), *args], cwd=cwd, capture_output=True, text=True, timeout=300, env=env
-    )
-
-
-def run_dirs(root: Path) -> list[Path]:
-    return sorted(p.parent for p in root.rglob("metrics.json"))
+pytestmark = pytest.mark.slow  # every test runs a command
 
 
 def test_console_script_trains_into_a_dated_run_dir(tmp_path: Path) -> None:
@@ -87,32 +76,22 @@ def wheel_install(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The project built as a wheel and installed (not editable) into its own folder."""
     root = Path(__file__).resolve().parents[1]
     dist, target = tmp_path_factory.mktemp("dist"), tmp_path_factory.mktemp("site")
-    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    subprocess.run(
-        [*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", dist, root],
-        check=True,
-        capture_output=True,
+    pip = ["-m", "pip", "--disable-pip-version-check", "-q"]
+    run_command(
+        PYTHON, *pip, "wheel", "--no-deps", "--no-build-isolation", "-w", dist, root, check=True
     )
     [wheel] = dist.glob("dltrain-*.whl")
-    subprocess.run(
-        [*pip, "install", "--no-deps", "--target", target, wheel], check=True, capture_output=True
-    )
+    run_command(PYTHON, *pip, "install", "--no-deps", "--target", target, wheel, check=True)
     return target
 
 
 def test_installed_wheel_ships_conf_and_runs(wheel_install: Path, tmp_path: Path) -> None:
     assert (wheel_install / "dltrain" / "conf" / "config.yaml").is_file()
     env = {**os.environ, "PYTHONPATH": str(wheel_install)}
-    where = subprocess.run(
-        [sys.executable, "-c", "import dltrain.cli as c; print(c.CONF_DIR)"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+    show = "import dltrain.cli as c; print(c.CONF_DIR)"
+    where = run_command(PYTHON, "-c", show, cwd=tmp_path, env=env, check=True).stdout.strip()
     assert Path(where) == wheel_install / "dltrain" / "conf"
-    result = dltrain(tmp_path, *TINY, script=wheel_install / "bin" / "dltrain", env=env)
+    result = run_command(wheel_install / "bin" / "dltrain", *TINY, cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr
     assert len(run_dirs(tmp_path / "outputs")) == 1
 

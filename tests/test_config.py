@@ -9,7 +9,7 @@ from dltrain.config import check_config, expected_task
 from dltrain.errors import ConfigError
 from dltrain.registry import DATASETS, LOSSES, MODELS, OPTIMIZERS, REGULARIZERS, SCHEDULERS
 
-from .conftest import compose_config
+from .helpers import compose_config
 
 NAMED_GROUPS = {
     "model": MODELS,

@@ -14,7 +14,7 @@ from dltrain.data.splits import SplitOptions
 from dltrain.errors import ConfigError
 from dltrain.registry import DATASETS
 
-from .conftest import compose_config
+from .helpers import compose_config
 
 GENERATED = [n for n in DATASETS.names() if not DATASETS.info(n).reads_files]
 

@@ -5,14 +5,11 @@ Every one must end in a one-line ConfigError at once: nothing run, nothing hung,
 
 from __future__ import annotations
 
-import builtins
 import contextlib
 import csv
 import os
 import pickle
 import shutil
-import subprocess
-import sys
 import tarfile
 import threading
 from collections.abc import Callable
@@ -25,36 +22,21 @@ from dltrain.data.image_folder import load_image
 from dltrain.errors import ConfigError
 from dltrain.registry import DATASETS
 
-from .test_text import make_imdb
-from .test_vision_data import build, make_mnist, options, py2_dumps, write_cifar
+from .helpers import (
+    PYTHON,
+    Payload,
+    crafted_batch,
+    make_imdb,
+    make_mnist,
+    py2_dumps,
+    run_command,
+    write_cifar,
+)
+from .helpers import build_dataset as build
+from .helpers import dataset_options as options
 
 WAIT_S = 30  # far above a refusal's milliseconds, even on a busy machine
 LONG = "x" * 300  # one path component over NAME_MAX (255): stat fails with ENAMETOOLONG
-
-
-class Payload:
-    """Pickles as a call of `call(*args)`: what a crafted pickle makes an unpickler do."""
-
-    def __init__(self, call: Callable[..., object], *args: object):
-        self.call, self.args = call, args
-        self.state: object = None
-
-    def with_state(self, state: object) -> Payload:
-        """The same call, then its result's __setstate__(state) (pickle's BUILD)."""
-        self.state = state
-        return self
-
-    def __reduce__(self) -> tuple:
-        return (self.call, self.args) if self.state is None else (self.call, self.args, self.state)
-
-
-def crafted_batch(marker: Path, attack: str) -> bytes:
-    """A batch-shaped pickle whose b"data" is a call that creates `marker` when unpickled."""
-    call = {
-        "os.system": Payload(os.system, f"touch {marker}"),
-        "builtins.open": Payload(builtins.open, str(marker), "w"),
-    }[attack]
-    return py2_dumps({b"data": call, b"labels": [0] * 20})  # as the official files are written
 
 
 def one_line(error: BaseException | None) -> str:
@@ -135,14 +117,11 @@ except ConfigError as e:
 
 
 @pytest.mark.parametrize("case", sorted(CRASHERS))
+@pytest.mark.slow
 def test_numpy_state_that_would_crash_numpy_is_refused(case: str) -> None:
     blob = py2_dumps({b"data": CRASHERS[case], b"labels": [0]})
     # A child process: were the refusal to fail, the crash must not take the test session along.
-    root = str(Path(__file__).resolve().parents[1])  # this checkout's dltrain, not an installed one
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
-    done = subprocess.run(
-        [sys.executable, "-c", CRASH_CHECK], input=blob, capture_output=True, timeout=120, env=env
-    )
+    done = run_command(PYTHON, "-c", CRASH_CHECK, input=blob, text=False, timeout=120)
     assert done.returncode == 0, done.stderr.decode()[-2000:]
     [line] = done.stdout.decode().splitlines()
     assert line.startswith("dataset cifar10: batch is not a CIFAR-10 batch (")

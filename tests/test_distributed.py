@@ -6,10 +6,9 @@ import os
 import re
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
+from subprocess import DEVNULL
 
 import pytest
 import torch
@@ -31,9 +30,16 @@ from dltrain.step import StepContext
 from dltrain.train import run
 from dltrain.world import World, interleave
 
-from .conftest import compose_config
-from .test_train import events
-from .test_vision_data import make_folder
+from .helpers import (
+    PYTHON,
+    checkout_env,
+    compose_config,
+    dltrain,
+    events,
+    make_folder,
+    run_command,
+    start_command,
+)
 
 # 448 training samples: 7 steps of 2 ranks x 32, or of 1 rank x 64.
 BLOBS = ["dataset=blobs", "dataset.n_samples=640", "loss=bce", "trainer.device=cpu"]
@@ -44,17 +50,11 @@ def ddp_cfg(*overrides: str):
     return compose_config(*BLOBS, *DETERMINISTIC, *overrides)
 
 
-def dltrain(*args: str, cwd: Path, timeout: int = 180, **kwargs) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "dltrain", *BLOBS, *args]
-    return subprocess.run(
-        command, cwd=cwd, capture_output=True, text=True, timeout=timeout, **kwargs
-    )
-
-
 def run_dirs(root: Path) -> list[Path]:
     return [p.parent for p in root.rglob("config.yaml") if ".hydra" not in p.parts]
 
 
+@pytest.mark.slow
 def test_two_ranks_match_one_rank_with_the_same_global_batch(tmp_path: Path) -> None:
     two = launch.run(ddp_cfg("trainer.devices=2", "trainer.batch_size=32"), tmp_path / "two")
     one = run(ddp_cfg("trainer.batch_size=64"), tmp_path / "one")
@@ -70,8 +70,10 @@ def test_two_ranks_match_one_rank_with_the_same_global_batch(tmp_path: Path) -> 
     assert len(list((tmp_path / "two" / "tensorboard").iterdir())) == 1  # rank 0 alone writes
 
 
+@pytest.mark.slow
 def test_one_command_starts_the_ranks_in_one_run_dir(tmp_path: Path) -> None:
-    result = dltrain("trainer.devices=2", "trainer.strategy=ddp", "trainer.epochs=1", cwd=tmp_path)
+    ddp = ["trainer.devices=2", "trainer.strategy=ddp", "trainer.epochs=1"]
+    result = dltrain(tmp_path, *BLOBS, *ddp, timeout=180)
     assert result.returncode == 0, result.stderr
     (run_dir,) = run_dirs(tmp_path)
     assert (run_dir / ".hydra").is_dir() and (run_dir / "model.pt").is_file()
@@ -80,10 +82,11 @@ def test_one_command_starts_the_ranks_in_one_run_dir(tmp_path: Path) -> None:
     assert len(list((run_dir / "tensorboard").iterdir())) == 1
 
 
+@pytest.mark.slow
 def test_torchrun_gives_one_run_dir(tmp_path: Path) -> None:
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    torchrun = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     command = [*torchrun, "-m", "dltrain", *BLOBS, "trainer.epochs=1"]
-    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=180)
+    result = run_command(PYTHON, *command, cwd=tmp_path, timeout=180)
     assert result.returncode == 0, result.stderr
     (run_dir,) = run_dirs(tmp_path)
     assert load(run_dir / "checkpoints" / "last.pt")["world_size"] == 2
@@ -91,23 +94,17 @@ def test_torchrun_gives_one_run_dir(tmp_path: Path) -> None:
 
 
 def start_ranks(envs: list[dict[str, str]], args: list[str], cwd: Path) -> list[tuple[int, str]]:
-    """Start `python -m dltrain` once per environment, as srun or a node's shell would."""
-    outside = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "MASTER_"))}
-    command = [sys.executable, "-m", "dltrain", *BLOBS, "trainer.epochs=1", *args]
+    """Start `dltrain` once per environment, as srun or a node's shell would."""
+    outside = {k: v for k, v in checkout_env().items() if not k.startswith(("SLURM_", "MASTER_"))}
+    command = [*BLOBS, "trainer.epochs=1", *args]
     processes = [
-        subprocess.Popen(
-            command,
-            cwd=cwd,
-            env={**outside, **env},
-            text=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
+        start_command("dltrain", *command, cwd=cwd, env={**outside, **env}, stdout=DEVNULL)
         for env in envs
     ]
     return [(p.wait(timeout=180), p.stderr.read()) for p in processes]
 
 
+@pytest.mark.slow
 def test_an_srun_step_of_two_tasks_trains_as_two_ranks_in_one_run_dir(tmp_path: Path) -> None:
     step = {
         "SLURM_JOB_ID": "4242",
@@ -124,6 +121,7 @@ def test_an_srun_step_of_two_tasks_trains_as_two_ranks_in_one_run_dir(tmp_path: 
     assert load(run_dir / "checkpoints" / "last.pt")["world_size"] == 2
 
 
+@pytest.mark.slow
 def test_two_nodes_started_by_hand_train_as_one_run(tmp_path: Path) -> None:
     rendezvous = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(launch.free_port())}
     nodes = [{**rendezvous, "NODE_RANK": str(i)} for i in range(2)]
@@ -134,15 +132,15 @@ def test_two_nodes_started_by_hand_train_as_one_run(tmp_path: Path) -> None:
     assert checkpoint["world_size"] == 2 and checkpoint["step"] == 4  # 448 samples, 2 x 64
 
 
+@pytest.mark.slow
 def test_an_error_in_one_rank_is_reported_and_every_rank_exits(tmp_path: Path) -> None:
     root = make_folder(tmp_path / "images", ("train", "val", "test"))
     broken = root / "train" / "dog" / "3.bmp"
     broken.write_bytes(b"not an image")  # read by exactly one rank: each file has one owner
-    result = subprocess.run(
-        [sys.executable, "-m", "dltrain", "model=cnn", "dataset=image_folder", "trainer.epochs=1",
-         f"dataset.root={root}", "dataset.image_size=16", "trainer.batch_size=2",
-         "trainer.device=cpu", "trainer.devices=2", "trainer.seed=0"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=180,
+    result = dltrain(
+        tmp_path, "model=cnn", "dataset=image_folder", "trainer.epochs=1",
+        f"dataset.root={root}", "dataset.image_size=16", "trainer.batch_size=2",
+        "trainer.device=cpu", "trainer.devices=2", "trainer.seed=0", timeout=180,
     )  # fmt: skip
     assert result.returncode == 2
     assert f"cannot decode image {broken}" in result.stderr and "Traceback" not in result.stderr
@@ -166,6 +164,7 @@ def _diverging_rank(rank: int, port: int, steps: dict) -> None:
     dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_a_nan_on_one_rank_stops_every_rank_at_the_same_step() -> None:
     with mp.Manager() as manager:
         steps = manager.dict()
@@ -174,6 +173,7 @@ def test_a_nan_on_one_rank_stops_every_rank_at_the_same_step() -> None:
         assert dict(steps) == {0: 2, 1: 2}
 
 
+@pytest.mark.slow
 def test_a_ddp_checkpoint_resumes_on_two_ranks_exactly_and_on_one(tmp_path: Path) -> None:
     keep = ["trainer.epochs=3", "trainer.batch_size=32", "trainer.checkpoint_every_n_steps=5"]
     first = launch.run(
@@ -194,12 +194,10 @@ def test_a_ddp_checkpoint_resumes_on_two_ranks_exactly_and_on_one(tmp_path: Path
     assert load(tmp_path / "c" / "checkpoints" / "last.pt")["world_size"] == 1
 
 
+@pytest.mark.slow
 def test_sigint_to_the_command_stops_every_rank_after_a_checkpoint(tmp_path: Path) -> None:
-    command = [sys.executable, "-m", "dltrain", *BLOBS, "trainer.devices=2"]
-    process = subprocess.Popen(
-        [*command, "trainer.epochs=500", "hydra.run.dir=run"],
-        cwd=tmp_path, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-    )  # fmt: skip
+    command = [*BLOBS, "trainer.devices=2", "trainer.epochs=500", "hydra.run.dir=run"]
+    process = start_command("dltrain", *command, cwd=tmp_path, stdout=DEVNULL)
     deadline = time.monotonic() + 120
     while not (tmp_path / "run" / "checkpoints" / "last.pt").exists():
         assert time.monotonic() < deadline and process.poll() is None

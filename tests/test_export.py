@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -26,9 +24,8 @@ from dltrain.export import (
 from dltrain.files import save_safetensors
 from dltrain.finished_run import FinishedRun, load_run
 
+from .helpers import run_command
 from .trained_runs import trained
-
-BIN = Path(sys.executable).parent
 
 
 @pytest.mark.parametrize("fmt", list(FORMATS))
@@ -90,16 +87,12 @@ def test_an_export_that_differs_is_caught(tmp_path: Path) -> None:
     assert not same and diff > 0.1
 
 
+@pytest.mark.slow
 def test_export_command_writes_a_checked_torchscript_file(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     run_dir = trained("mnist", tmp_path_factory)
-    result = subprocess.run(
-        [str(BIN / "dltrain-export"), str(run_dir), "format=torchscript"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_command("dltrain-export", run_dir, "format=torchscript", timeout=120)
     assert result.returncode == 0, result.stderr
     assert "matches the PyTorch model" in result.stdout and "max abs difference" in result.stdout
     module = load_torchscript(run_dir / "model.torchscript.pt")

@@ -2,49 +2,32 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import re
-import resource
-import subprocess
-import sys
 from pathlib import Path
-from unittest import mock
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dltrain.checkpoints import load
-from dltrain.cli import main
+
+from .helpers import dltrain, dltrain_main, invoke
+
+pytestmark = pytest.mark.slow  # commands, and 1,000 command lines
 
 WIDE_MLP = ["model.hidden_sizes=[256,256]", "trainer.seed=0", "trainer.device=cpu"]
-
-
-def dltrain(*args: str, cwd: Path, file_size_limit: int | None = None):
-    def limit() -> None:  # files beyond the limit fail to grow (EFBIG), as on a full disk
-        resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
-
-    return subprocess.run(
-        [sys.executable, "-m", "dltrain", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        preexec_fn=limit if file_size_limit else None,
-    )
 
 
 def test_a_checkpoint_that_cannot_be_written_stops_the_run_and_keeps_the_old_one(
     tmp_path: Path,
 ) -> None:
-    first = dltrain(*WIDE_MLP, "trainer.epochs=1", "hydra.run.dir=run", cwd=tmp_path)
+    first = dltrain(tmp_path, *WIDE_MLP, "trainer.epochs=1", "hydra.run.dir=run")
     assert first.returncode == 0, first.stderr
     last = tmp_path / "run" / "checkpoints" / "last.pt"
     before = last.read_bytes()
     assert len(before) > 500_000
     # Go on with files limited to 200 kB: the next checkpoint cannot be written.
-    result = dltrain("resume=run", "trainer.epochs=2", cwd=tmp_path, file_size_limit=200_000)
+    result = dltrain(tmp_path, "resume=run", "trainer.epochs=2", file_size_limit=200_000)
     assert result.returncode == 1
     error = [line for line in result.stderr.splitlines() if line.startswith("dltrain:")]
     assert len(error) == 1 and "Traceback" not in result.stderr
@@ -57,7 +40,7 @@ def test_a_checkpoint_that_cannot_be_written_stops_the_run_and_keeps_the_old_one
 
 def test_a_run_dir_that_cannot_be_made_is_a_one_line_error(tmp_path: Path) -> None:
     (tmp_path / "a_file").write_text("")
-    result = dltrain("trainer.epochs=1", f"hydra.run.dir={tmp_path}/a_file/run", cwd=tmp_path)
+    result = dltrain(tmp_path, "trainer.epochs=1", f"hydra.run.dir={tmp_path}/a_file/run")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert f"hydra.run.dir: cannot create {tmp_path}/a_file/run" in result.stderr
     assert "is a file, not a folder. Give a writable folder: hydra.run.dir=<folder>" in (
@@ -117,29 +100,13 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder with a finished run in outputs/ and a small CSV table."""
     root = tmp_path_factory.mktemp("bad_input")
     (root / "table.csv").write_text("x,y\n" + "".join(f"{i},{i % 2}\n" for i in range(40)))
-    done = dltrain("trainer.epochs=1", "trainer.device=cpu", f"hydra.run.dir={EXISTING}", cwd=root)
+    done = dltrain(root, "trainer.epochs=1", "trainer.device=cpu", f"hydra.run.dir={EXISTING}")
     assert done.returncode == 0, done.stderr
     return root
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
-
-
-def run_in_process(args: list[str]) -> tuple[object, str]:
-    """`dltrain <args>` in this process (a subprocess each would take minutes): (exit, stderr)."""
-    stderr = io.StringIO()
-    with (
-        mock.patch.object(sys, "argv", ["dltrain", *args]),
-        contextlib.redirect_stderr(stderr),
-        contextlib.redirect_stdout(io.StringIO()),
-    ):
-        try:
-            main()
-            code = 0
-        except SystemExit as e:
-            code = e.code
-    return code, stderr.getvalue()
 
 
 @st.composite
@@ -157,13 +124,14 @@ def bad_command_lines(draw: st.DrawFn) -> tuple[list[str], list[str]]:
     return list(draw(st.permutations(args))), patterns
 
 
+@pytest.mark.timeout(600)
 @settings(max_examples=1000, deadline=None, database=None, derandomize=True)
 @given(case=bad_command_lines())
 def test_random_bad_command_lines_fail_cleanly(case, workdir: Path) -> None:
     args, patterns = case
     before = snapshot(workdir / EXISTING)
-    with contextlib.chdir(workdir):
-        code, stderr = run_in_process(args)
+    # In this process: a subprocess each would take minutes.
+    code, stderr = invoke(dltrain_main, args, cwd=workdir)
     assert code not in (0, None), stderr
     assert "Traceback" not in stderr and stderr.startswith("dltrain: "), stderr
     # A wrong piece is named with what is allowed (one may hide another: behind a missing data

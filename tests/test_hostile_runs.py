@@ -8,23 +8,19 @@ non-zero exit, and that it names what is wrong.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import re
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
-from unittest import mock
 
 import pytest
 import torch
 import yaml
 
-from dltrain import checkpoints, cli, files, run_dirs
+from dltrain import checkpoints, files, run_dirs
 from dltrain.errors import ConfigError
 from dltrain.evaluation import main as eval_main
 from dltrain.export import main as export_main
@@ -32,10 +28,17 @@ from dltrain.files import save_torch
 from dltrain.predict import main as predict_main
 from dltrain.train import run
 
-from .conftest import FAST, compose_config
-from .test_cli import DLTRAIN, TINY
-from .test_data_hostile import crafted_batch
-from .test_vision_data import write_cifar
+from .helpers import (
+    FAST,
+    PYTHON,
+    TINY,
+    compose_config,
+    crafted_batch,
+    dltrain_main,
+    invoke,
+    start_command,
+    write_cifar,
+)
 
 Plant = Callable[[Path, Path], list[str]]  # (run dir, marker) -> the command's arguments
 
@@ -57,27 +60,6 @@ def victim(trained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Pa
     shutil.copytree(trained, copy, symlinks=True)
     (copy / ".dltrain.lock").unlink(missing_ok=True)
     return copy
-
-
-def invoke(main: Callable[..., object], argv: list[str], cwd: Path) -> tuple[object, str]:
-    """A command's (exit code, stderr), run in this process from `cwd`."""
-    stderr = io.StringIO()
-    with (
-        contextlib.chdir(cwd),
-        contextlib.redirect_stderr(stderr),
-        contextlib.redirect_stdout(io.StringIO()),
-    ):
-        try:
-            main(argv)
-            code = 0
-        except SystemExit as e:
-            code = e.code
-    return code, stderr.getvalue()
-
-
-def dltrain_main(argv: list[str]) -> None:
-    with mock.patch.object(sys, "argv", ["dltrain", *argv]):
-        cli.main()
 
 
 def edit(path: Path, change: Callable[[dict], object]) -> None:
@@ -336,12 +318,11 @@ def test_no_config_value_from_a_checkpoint_is_resolved(victim: Path) -> None:
     assert list(checkpoints.saved_config({"k": values}, victim).k) == values
 
 
+@pytest.mark.slow
 def test_a_second_process_cannot_take_a_locked_run_dir(tmp_path: Path) -> None:
     folder = tmp_path / "run"
     folder.mkdir()
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD_LOCK, str(folder)], stdout=subprocess.PIPE, text=True
-    )
+    holder = start_command(PYTHON, "-c", HOLD_LOCK, folder, stderr=None)
     try:
         assert holder.stdout.readline().strip() == "locked"
         taken = rf"in use by another dltrain process \(pid {holder.pid}\)"
@@ -371,12 +352,10 @@ def test_default_names_taken_in_the_same_second_get_a_suffix(tmp_path: Path) -> 
 
 
 def start(cwd: Path, *args: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [str(DLTRAIN), *TINY, *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True,
-    )  # fmt: skip
+    return start_command("dltrain", *TINY, *args, cwd=cwd)
 
 
+@pytest.mark.slow
 def test_two_runs_started_together_never_share_a_run_dir(tmp_path: Path) -> None:
     processes = [start(tmp_path) for _ in range(2)]
     results = [(p.wait(timeout=300), p.stderr.read()) for p in processes]
@@ -388,6 +367,7 @@ def test_two_runs_started_together_never_share_a_run_dir(tmp_path: Path) -> None
         assert len(list((run_dir / "tensorboard").glob("events.*"))) == 1
 
 
+@pytest.mark.slow
 def test_two_runs_aimed_at_one_named_dir_one_is_refused(tmp_path: Path) -> None:
     named = f"hydra.run.dir={tmp_path / 'run'}"
     processes = [start(tmp_path, named, f"trainer.seed={seed}") for seed in (1, 2)]

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -28,9 +26,8 @@ from dltrain.predict import main as predict_main
 from dltrain.predict import predict_file
 from dltrain.registry import DATASETS, LOSSES
 
+from .helpers import run_command
 from .trained_runs import table_frame, trained
-
-BIN = Path(sys.executable).parent
 
 
 @pytest.fixture(autouse=True)
@@ -79,14 +76,10 @@ def test_eval_gives_the_runs_own_test_metrics(
     assert_same_metrics(result["metrics"], saved_metrics(run_dir, "test"))
 
 
+@pytest.mark.slow
 def test_eval_command_on_the_val_split(tmp_path_factory: pytest.TempPathFactory) -> None:
     run_dir = trained("digits", tmp_path_factory)
-    result = subprocess.run(
-        [str(BIN / "dltrain-eval"), str(run_dir), "split=val"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_command("dltrain-eval", run_dir, "split=val", timeout=120)
     assert result.returncode == 0, result.stderr
     assert "val/acc" in result.stdout
     written = json.loads((run_dir / "eval_val.json").read_text())
@@ -261,15 +254,11 @@ def test_predict_text_lines_with_the_saved_tokenizer(
     assert np.allclose(from_csv["prob_pos"], got["prob_pos"], atol=1e-6)
 
 
+@pytest.mark.slow
 def test_predict_command_on_a_folder_of_images(tmp_path_factory: pytest.TempPathFactory) -> None:
     run_dir = trained("folder", tmp_path_factory)
     folder = run_dir.parent / "train"
-    result = subprocess.run(
-        [str(BIN / "dltrain-predict"), str(run_dir), f"input={folder}"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_command("dltrain-predict", run_dir, f"input={folder}", timeout=120)
     assert result.returncode == 0, result.stderr
     got = pd.read_csv(run_dir / "predictions.csv").set_index("file")
     assert len(got) == 12 and "cat/0.png" in got.index  # notes.txt is not an image

@@ -11,7 +11,7 @@ from dltrain.config import check_config
 from dltrain.errors import ConfigError
 from dltrain.train import run
 
-from .conftest import FAST, compose_config
+from .helpers import FAST, compose_config
 
 
 def test_bf16_mixed_trains_in_bfloat16_autocast(tmp_path: Path, monkeypatch) -> None:
@@ -43,6 +43,7 @@ def test_unknown_precision_is_refused() -> None:
         check_config(compose_config("trainer.precision=64"))
 
 
+@pytest.mark.slow
 def test_compiled_model_saves_plain_state_dict_keys(tmp_path: Path) -> None:
     cfg = compose_config(
         *FAST, "trainer.epochs=1", "dataset=iris", "trainer.compile=true", "model.hidden_sizes=[8]"

@@ -6,8 +6,6 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -22,9 +20,8 @@ from dltrain.report_curves import loss_curves_figure, scalars
 from dltrain.runs_table import collect, labels, lower_is_better, override_columns, summarize
 from dltrain.train import run
 
-from .conftest import compose_config
+from .helpers import compose_config, dltrain, run_command
 
-BIN = Path(sys.executable).parent
 TINY = ["dataset=iris", "trainer.epochs=2", "trainer.log_every_n_steps=1", "trainer.device=cpu"]
 SETTINGS = [(optimizer, seed) for optimizer in ("sgd", "adam") for seed in (0, 1)]
 
@@ -156,6 +153,7 @@ def test_cli_prints_tables_and_writes_csv_md_png(
     assert image.shape[1] > 600 and image.std() > 0.01  # two subplots, not blank
 
 
+@pytest.mark.slow
 def test_cli_exits_2_with_one_line_when_there_is_nothing_to_report(
     sweep: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -165,22 +163,15 @@ def test_cli_exits_2_with_one_line_when_there_is_nothing_to_report(
     assert (
         "no metric 'test/accc' in these runs. Did you mean 'test/acc'?" in capsys.readouterr().err
     )
-    result = subprocess.run(
-        [str(BIN / "dltrain-report"), str(tmp_path)], capture_output=True, text=True, timeout=60
-    )
+    result = run_command("dltrain-report", tmp_path, timeout=60)
     assert result.returncode == 2 and "no runs (metrics.json)" in result.stderr
 
 
+@pytest.mark.slow
 def test_a_multirun_ends_with_the_table_and_report_files(tmp_path: Path) -> None:
     sweep_dir = tmp_path / "sweep"
     args = ["-m", "trainer.epochs=1", "optimizer=sgd,adam", "dataset=iris", "trainer.device=cpu"]
-    result = subprocess.run(
-        [str(BIN / "dltrain"), *args, f"hydra.sweep.dir={sweep_dir}"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = dltrain(tmp_path, *args, f"hydra.sweep.dir={sweep_dir}")
     assert result.returncode == 0, result.stderr
     assert "2 runs" in result.stdout and "sorted by val/loss (lower is better)" in result.stdout
     assert "warning" not in result.stderr
@@ -243,6 +234,7 @@ def test_unreadable_files_of_a_run_are_noted_and_the_rest_is_reported(
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_an_unwritable_output_folder_is_one_line_and_exit_1(
     sweep: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -260,11 +252,6 @@ def test_an_unwritable_output_folder_is_one_line_and_exit_1(
         assert main([str(sweep), "--out", str(read_only)]) == 1
         csv = read_only / "report.csv"
         assert capsys.readouterr().err == f"dltrain-report: cannot write {csv}: Permission denied\n"
-    result = subprocess.run(
-        [str(BIN / "dltrain-report"), str(sweep), "--out", str(in_the_way)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_command("dltrain-report", sweep, "--out", in_the_way, timeout=120)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.startswith(f"dltrain-report: cannot write {in_the_way}: ")

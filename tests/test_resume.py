@@ -15,8 +15,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from dltrain import checkpoints
 from dltrain.train import run
 
-from .conftest import FAST, compose_config
-from .test_cli import DLTRAIN, dltrain
+from .helpers import FAST, compose_config, dltrain, start_command
 
 # 158 steps per epoch (1,257 training digits in batches of 8); a checkpoint every 10 steps.
 RECIPE = [
@@ -45,13 +44,7 @@ def stop_mid_run(
     run_dir: Path, sig: signal.Signals, after_step: int
 ) -> subprocess.CompletedProcess:
     """Start the recipe, send `sig` once a checkpoint past `after_step` exists, wait for the end."""
-    process = subprocess.Popen(
-        [str(DLTRAIN), *RECIPE, f"hydra.run.dir={run_dir}"],
-        cwd=run_dir,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = start_command("dltrain", *RECIPE, f"hydra.run.dir={run_dir}", cwd=run_dir)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:
         steps = [int(p.stem[5:]) for p in (run_dir / "checkpoints").glob("step-*.pt")]
@@ -68,6 +61,7 @@ def same_weights(a: Path, b: Path) -> bool:
     return first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_is_bit_identical(
     uninterrupted: Path, tmp_path: Path
 ) -> None:
@@ -93,6 +87,7 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(
     ]
 
 
+@pytest.mark.slow
 def test_sigint_finishes_the_step_saves_and_says_how_to_continue(
     uninterrupted: Path, tmp_path: Path
 ) -> None:
@@ -117,6 +112,7 @@ def test_resume_extends_epochs_and_keeps_the_checkpoints_settings(tmp_path: Path
     assert len(list((tmp_path / "checkpoints").glob("step-*.pt"))) == 2  # the newest K
 
 
+@pytest.mark.slow
 def test_resume_errors_are_one_line(tmp_path: Path) -> None:
     result = dltrain(tmp_path, f"resume={tmp_path / 'nowhere'}")
     assert result.returncode == 2 and "resume:" in result.stderr

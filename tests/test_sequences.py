@@ -13,8 +13,8 @@ from dltrain.errors import ConfigError
 from dltrain.registry import DATASETS, MODELS
 from dltrain.train import run
 
-from .conftest import FAST, compose_config
-from .test_vision_data import make_mnist, options
+from .helpers import FAST, compose_config, make_mnist
+from .helpers import dataset_options as options
 
 
 def test_sine_windows_predict_the_cosine_in_time_order() -> None:
@@ -56,6 +56,7 @@ def test_recurrent_models_refuse_images() -> None:
         MODELS.build("lstm", {}, input_shape=(1, 28, 28), out_features=10)
 
 
+@pytest.mark.slow
 def test_sine_rnn_recipe_tracks_the_cosine(tmp_path: Path) -> None:
     summary = run(compose_config("experiment=sine_rnn", "trainer.device=cpu"), tmp_path)
     assert summary["metrics"]["test/mse"] < 0.02 and summary["metrics"]["test/r2"] > 0.95
@@ -79,6 +80,8 @@ def test_lstm_with_grad_clip_logs_the_gradient_norm(tmp_path: Path) -> None:
     assert len(events.Scalars("train/grad_norm")) == len(events.Scalars("train/loss")) > 0
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_mnist_lstm_on_real_mnist(tmp_path: Path) -> None:
     shared = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
     if not shared.is_dir():

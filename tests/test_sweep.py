@@ -7,11 +7,12 @@ import os
 import shutil
 from pathlib import Path
 
+import pytest
 import yaml
 
 from dltrain.sweep import gpu_for_job, previous_outcome, threads_for_job
 
-from .test_cli import TINY, dltrain, run_dirs
+from .helpers import TINY, dltrain, run_dirs
 
 
 def test_parallel_jobs_split_the_cores_and_take_turns_on_the_gpus() -> None:
@@ -21,6 +22,7 @@ def test_parallel_jobs_split_the_cores_and_take_turns_on_the_gpus() -> None:
     assert gpu_for_job(5, 1) is None and gpu_for_job(5, 0) is None
 
 
+@pytest.mark.slow
 def test_joblib_jobs_run_side_by_side_with_their_share_of_threads(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
     args = ["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "optimizer=sgd,adam"]
@@ -35,6 +37,7 @@ def test_joblib_jobs_run_side_by_side_with_their_share_of_threads(tmp_path: Path
         )
 
 
+@pytest.mark.slow
 def test_a_sweep_resumes_skipping_completed_jobs(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
     grid = ["-m", "optimizer=sgd,adam", "model.hidden_sizes=[8],[16]", *TINY]
@@ -55,6 +58,7 @@ def test_a_sweep_resumes_skipping_completed_jobs(tmp_path: Path) -> None:
     assert (sweep / "report.csv").read_text().count("completed") == 4
 
 
+@pytest.mark.slow
 def test_resume_sweep_matches_jobs_by_their_settings_not_their_numbers(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
     first = ["-m", "optimizer=sgd,adam", "model.hidden_sizes=[8],[16]", *TINY]
@@ -106,6 +110,7 @@ def settings_of(run_dir: Path) -> tuple[str, list[int]]:
     return overrides["optimizer"], yaml.safe_load(overrides["model.hidden_sizes"])
 
 
+@pytest.mark.slow
 def test_resume_sweep_reads_hostile_overrides_as_no_match(tmp_path: Path) -> None:
     sweep, marker = tmp_path / "sweep", tmp_path / "MARKER"
     grid = ["-m", "optimizer=sgd,adam", *TINY]
@@ -137,6 +142,7 @@ def test_previous_outcome_reads_a_bad_metrics_json_as_unreadable(tmp_path: Path)
     assert previous_outcome(tmp_path) == ("checkpoint", {})
 
 
+@pytest.mark.slow
 def test_an_optuna_search_runs_its_trials(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
     args = ["-m", "hparams_search=bank_optuna", "hydra.sweeper.n_trials=3", *TINY]
@@ -151,6 +157,7 @@ def test_an_optuna_search_runs_its_trials(tmp_path: Path) -> None:
     assert best["best_value"] == max(values)
 
 
+@pytest.mark.slow
 def test_the_submitit_path_runs_jobs_through_submitit_local(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
     args = ["-m", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=5"]
@@ -161,6 +168,7 @@ def test_the_submitit_path_runs_jobs_through_submitit_local(tmp_path: Path) -> N
     assert (sweep / ".submitit").is_dir() and (sweep / "report.csv").is_file()
 
 
+@pytest.mark.slow
 def test_an_optuna_study_continues_from_its_sqlite_storage(tmp_path: Path) -> None:
     storage = f"hydra.sweeper.storage=sqlite:///{tmp_path / 'study.db'}"
     args = ["-m", "hparams_search=bank_optuna", "hydra.sweeper.n_trials=2", storage, *TINY]
@@ -173,6 +181,7 @@ def test_an_optuna_study_continues_from_its_sqlite_storage(tmp_path: Path) -> No
     assert len(study.trials) == 4  # the second command added to the first one's study
 
 
+@pytest.mark.slow
 def test_a_diverging_optuna_trial_gets_the_worst_objective(tmp_path: Path) -> None:
     diverge = "optimizer.lr=1e12"  # fixed over the search's range: every trial's loss blows up
     args = ["-m", "hparams_search=bank_optuna", "hydra.sweeper.n_trials=2", diverge, *TINY]

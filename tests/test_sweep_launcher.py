@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from .test_cli import DLTRAIN, run_dirs
+from .helpers import run_dirs, start_command
 
 
 def children(pid: int) -> list[int]:
@@ -33,16 +32,13 @@ def worker_of(parent: int, run_dir: Path) -> int | None:
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads /proc (Linux)")
+@pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_a_killed_joblib_worker_fails_its_job_and_the_sweep_goes_on(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
     args = ["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "trainer.epochs=2000,2001,2"]
-    sweep_process = subprocess.Popen(
-        [str(DLTRAIN), *args, "dataset=iris", "trainer.device=cpu", f"hydra.sweep.dir={sweep}"],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    args += ["dataset=iris", "trainer.device=cpu", f"hydra.sweep.dir={sweep}"]
+    sweep_process = start_command("dltrain", *args, cwd=tmp_path)
     deadline, killed = time.monotonic() + 240, None
     while killed is None and time.monotonic() < deadline and sweep_process.poll() is None:
         time.sleep(0.1)

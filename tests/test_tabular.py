@@ -19,44 +19,11 @@ from dltrain.errors import ConfigError
 from dltrain.registry import DATASETS
 from dltrain.train import run
 
-from .conftest import FAST, compose_config
+from .helpers import FAST, JOBS, SHARED, compose_config, write_table
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 BANK = SHARED / "bank_marketing" / "bank.csv"
 TARGETS = ["deposit", "color", "grade", "price"]  # the fixture's possible targets
-JOBS = ["admin.", "blue-collar", "retired", "student"]
 PARQUET = any(importlib.util.find_spec(m) for m in ("pyarrow", "fastparquet"))
-
-
-def write_table(path: Path, n: int = 80) -> pd.DataFrame:
-    """A small table with every column kind and missing values; returns it as read back."""
-    rng = np.random.default_rng(0)
-    age = rng.integers(20, 70, n).astype(float)
-    age[[3, 17, 40]] = np.nan
-    job = rng.choice(JOBS, n).astype(object)
-    job[[5, 22, 40]] = None
-    owns_home = rng.choice(["yes", "no", "Yes", "NO"], n)
-    income = rng.normal(50_000, 15_000, n).round(2)
-    score = income / 10_000 + 2 * (np.char.lower(owns_home) == "yes") + rng.normal(0, 1, n)
-    deposit = np.where(score > np.median(score), "yes", "no").astype(object)
-    deposit[10] = None  # rows without a target are always dropped
-    frame = pd.DataFrame(
-        {
-            "row_id": np.arange(n),  # lets the tests find each split's raw rows
-            "age": age,
-            "income": income,
-            "const": 5,
-            "owns_home": owns_home,
-            "job": job,
-            "flag": rng.random(n) < 0.5,
-            "deposit": deposit,
-            "color": rng.choice(["red", "green", "blue"], n),
-            "grade": rng.integers(1, 5, n),
-            "price": score * 1000 + 0.25,
-        }
-    )
-    frame.to_csv(path, index=False)
-    return pd.read_csv(path)
 
 
 @pytest.fixture

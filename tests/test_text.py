@@ -17,22 +17,8 @@ from dltrain.models.varlen import CELLS, VarLengthRNN
 from dltrain.registry import DATASETS, MODELS
 from dltrain.train import run
 
-from .conftest import FAST, compose_config
-from .test_vision_data import options
-
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-GOOD = ["a wonderful film", "great acting and a great story", "loved it", "brilliant and moving"]
-BAD = ["a terrible film", "awful acting and a dull story", "hated it", "boring and painful"]
-
-
-def make_imdb(root: Path, per_class: int = 6) -> Path:
-    for split in ("train", "test"):
-        for label, texts in (("pos", GOOD), ("neg", BAD)):
-            folder = root / "aclImdb" / split / label
-            folder.mkdir(parents=True)
-            for i in range(per_class):
-                (folder / f"{i}_{8 if label == 'pos' else 2}.txt").write_text(texts[i % 4])
-    return root / "aclImdb"
+from .helpers import BAD, FAST, GOOD, SHARED, compose_config, make_imdb
+from .helpers import dataset_options as options
 
 
 def test_imdb_reads_the_folder_and_the_tar_gz_alike(tmp_path: Path) -> None:
@@ -170,6 +156,7 @@ def test_pretrained_vectors_are_loaded_and_can_be_frozen(tmp_path: Path) -> None
         )
 
 
+@pytest.mark.slow
 def test_text_run_end_to_end_saves_the_tokenizer(tmp_path: Path) -> None:
     folder = make_imdb(tmp_path / "data", per_class=20)
     cfg = compose_config(

@@ -6,7 +6,6 @@ from pathlib import Path
 import pytest
 import torch
 from omegaconf import OmegaConf
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.utils.data import TensorDataset
 
 from dltrain import checkpoints, training_state
@@ -21,13 +20,7 @@ from dltrain.regularization import Dropout
 from dltrain.step import StepContext
 from dltrain.train import run
 
-from .conftest import FAST, compose_config
-
-
-def events(run_dir: Path) -> EventAccumulator:
-    acc = EventAccumulator(str(run_dir / "tensorboard"))
-    acc.Reload()
-    return acc
+from .helpers import FAST, compose_config, events
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +30,7 @@ def default_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     return run_dir, run(compose_config("trainer.seed=0", "trainer.device=cpu"), run_dir)
 
 
+@pytest.mark.slow
 def test_default_run_learns_digits(default_run: tuple[Path, dict]) -> None:
     _, summary = default_run
     assert summary["status"] == "completed"
@@ -44,6 +38,7 @@ def test_default_run_learns_digits(default_run: tuple[Path, dict]) -> None:
     assert summary["epochs_completed"] == 20 and summary["seed"] == 0
 
 
+@pytest.mark.slow
 def test_run_dir_has_checkpoints_model_metrics_and_config(default_run: tuple[Path, dict]) -> None:
     run_dir, summary = default_run
     for name in (
@@ -78,6 +73,7 @@ def test_run_dir_has_checkpoints_model_metrics_and_config(default_run: tuple[Pat
         assert torch.equal(model_pt[key], value)  # model.pt holds the best weights
 
 
+@pytest.mark.slow
 def test_checkpoint_config_rebuilds_the_model(default_run: tuple[Path, dict]) -> None:
     run_dir, summary = default_run
     saved = checkpoints.load(run_dir / "checkpoints" / "best.pt")
@@ -87,6 +83,7 @@ def test_checkpoint_config_rebuilds_the_model(default_run: tuple[Path, dict]) ->
     assert saved["config"]["trainer"]["seed"] == 0
 
 
+@pytest.mark.slow
 def test_tensorboard_holds_the_expected_tags(default_run: tuple[Path, dict]) -> None:
     run_dir, _ = default_run
     acc = events(run_dir)

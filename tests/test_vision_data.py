@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import gzip
-import io
 import pickle
 import re
 import shutil
-import struct
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
@@ -15,58 +12,29 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from dltrain.data.files import data_root
-from dltrain.data.splits import DataSplits
 from dltrain.data.vision import STATS
 from dltrain.errors import ConfigError
-from dltrain.registry import DATASETS
 from dltrain.train import run
 
-from .conftest import FAST, compose_config
+from .helpers import (
+    FAST,
+    SHARED,
+    compose_config,
+    make_folder,
+    make_mnist,
+    py2_dumps,
+    py3_dumps,
+    write_cifar,
+    write_idx,
+)
+from .helpers import build_dataset as build
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:The image decoding and encoding capabilities of TorchVision:DeprecationWarning"
 )
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 IDX_STEMS = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte"]
-
-
-def options(name: str, **extra: object) -> dict:
-    """The builder options of dataset `name` from its default YAML, updated with `extra`."""
-    cfg = compose_config(f"dataset={name}").dataset
-    return {**{k: v for k, v in cfg.items() if k != "name"}, **extra}
-
-
-def build(name: str, **extra: object) -> DataSplits:
-    """Dataset `name` as its default YAML configures it, with `extra` options."""
-    return DATASETS.build(name, options(name, **extra))
-
-
-def write_idx(path: Path, array: np.ndarray, compress: bool) -> None:
-    magic = struct.pack(">BBBB", 0, 0, 0x08, array.ndim)
-    data = magic + struct.pack(f">{array.ndim}I", *array.shape) + array.astype(np.uint8).tobytes()
-    if compress:
-        with gzip.open(f"{path}.gz", "wb") as f:
-            f.write(data)
-    else:
-        path.write_bytes(data)
-
-
-def make_mnist(root: Path, folder: str = "MNIST", n: int = 100, compress: bool = True) -> Path:
-    """An MNIST-layout folder whose images show their label as a bright band (easy to learn)."""
-    raw = root / folder / "raw"
-    raw.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for split, count in (("train", n), ("t10k", n // 3)):
-        labels = np.arange(count) % 10
-        images = rng.integers(0, 30, (count, 28, 28))
-        for i, label in enumerate(labels):
-            images[i, 2 * label : 2 * label + 4, :] = 250
-        write_idx(raw / f"{split}-images-idx3-ubyte", images, compress)
-        write_idx(raw / f"{split}-labels-idx1-ubyte", labels, compress)
-    return root
 
 
 def snapshot(root: Path) -> list[tuple[str, int, int]]:
@@ -199,57 +167,6 @@ def test_a_read_only_folder_is_read_in_place(
     assert snapshot(tmp_path) == before and len(data.train) == 90
 
 
-class Py2Pickler(pickle._Pickler):
-    """Pickles as the official CIFAR-10 files were (Python 2, protocol 2): str and bytes as
-    BINSTRING, numpy's array rebuilder under its old module name numpy.core.multiarray."""
-
-    dispatch = dict(pickle._Pickler.dispatch)
-
-    def save_string(self, obj: str | bytes) -> None:
-        data = obj if isinstance(obj, bytes) else obj.encode("latin-1")
-        short = len(data) < 256
-        opcode, size = (pickle.SHORT_BINSTRING, "<B") if short else (pickle.BINSTRING, "<i")
-        self.write(opcode + struct.pack(size, len(data)) + data)
-        self.memoize(obj)
-
-    dispatch[str] = dispatch[bytes] = save_string
-
-    def save_global(self, obj: object, name: str | None = None) -> None:
-        module = "numpy.core.multiarray" if obj.__name__ == "_reconstruct" else obj.__module__
-        self.write(pickle.GLOBAL + f"{module}\n{obj.__name__}\n".encode())
-        self.memoize(obj)
-
-
-def py2_dumps(value: object) -> bytes:
-    """`value` pickled as Python 2's cPickle wrote the official CIFAR-10 batches."""
-    out = io.BytesIO()
-    Py2Pickler(out, protocol=2).dump(value)
-    return out.getvalue()
-
-
-def py3_dumps(value: object) -> bytes:
-    """`value` pickled by this Python and numpy (protocol 4: numpy._core.multiarray names)."""
-    return pickle.dumps(value, protocol=4)
-
-
-def write_cifar(root: Path, n: int = 20, dumps: Callable[[object], bytes] = py2_dumps) -> Path:
-    """A cifar-10-batches-py folder in the official format (Python 2 pickles by default)."""
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        data = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
-        batch = {
-            b"batch_label": b"training batch",
-            b"labels": [i % 10 for i in range(n)],
-            b"data": data,
-            b"filenames": [f"image_{i}.png".encode() for i in range(n)],
-        }
-        (folder / name).write_bytes(dumps(batch))
-    (folder / "batches.meta").write_bytes(dumps({b"label_names": [b"airplane"]}))
-    return folder
-
-
 @pytest.mark.parametrize("dumps", [py2_dumps, py3_dumps])
 @pytest.mark.parametrize("archive", [False, True])
 def test_cifar10_python_batches(
@@ -310,27 +227,6 @@ def test_real_shared_data(name: str, folder: str) -> None:
     mean = float((histogram * values).sum() / histogram.sum())
     std = float(((histogram * values**2).sum() / histogram.sum() - mean**2) ** 0.5)
     assert (mean, std) == pytest.approx((STATS[name][0][0], STATS[name][1][0]), abs=1e-4)
-
-
-def make_folder(
-    root: Path,
-    splits: tuple[str, ...],
-    classes: tuple[str, ...] = ("cat", "dog"),
-    per_class: int = 8,
-) -> Path:
-    """Class folders of small images, class k brighter than class k-1; every format once."""
-    formats = [(".png", "PNG"), (".JPG", "JPEG"), (".bmp", "BMP"), (".gif", "GIF")]
-    formats.append((".webp", "WEBP"))
-    rng = np.random.default_rng(0)
-    for split in splits:
-        for label, name in enumerate(classes):
-            (root / split / name).mkdir(parents=True)
-            for i in range(per_class):
-                pixels = (rng.integers(0, 60, (20, 24, 3)) + 90 * label).astype(np.uint8)
-                ext, fmt = formats[i % len(formats)]
-                Image.fromarray(pixels).save(root / split / name / f"{i}{ext}", format=fmt)
-    (root / splits[0] / classes[0] / "notes.txt").write_text("not an image")
-    return root
 
 
 @pytest.mark.parametrize("layout", ["root/train/<class>", "root/<class>"])

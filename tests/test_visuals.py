@@ -12,8 +12,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from dltrain.train import run
 
-from .conftest import FAST, compose_config
-from .test_vision_data import SHARED, make_mnist
+from .helpers import FAST, SHARED, compose_config, make_mnist
 
 
 def test_image_run_logs_samples_confusion_misclassified_and_histograms(tmp_path: Path) -> None:
@@ -46,6 +45,7 @@ def test_image_run_logs_samples_confusion_misclassified_and_histograms(tmp_path:
         assert "test/misclassified" in tags["images"]
 
 
+@pytest.mark.slow
 def test_one_epoch_of_the_fast_recipe_on_real_mnist(tmp_path: Path) -> None:
     if not (SHARED / "mnist").is_dir():
         pytest.skip(f"{SHARED / 'mnist'} is absent (the real data lives outside the repo)")

@@ -9,10 +9,7 @@ import pytest
 
 from dltrain.train import run
 
-from .conftest import FAST, compose_config
-from .test_tabular import write_table
-from .test_text import make_imdb
-from .test_vision_data import make_folder, make_mnist
+from .helpers import FAST, compose_config, make_folder, make_imdb, make_mnist, write_table
 
 ONE_EPOCH = [*FAST, "trainer.epochs=1"]
 SMALL_CNN = ["model=cnn", "model.channels=[4,8]", "model.hidden=16", "trainer.batch_size=16"]

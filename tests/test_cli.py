@@ -144,7 +144,5 @@ def test_help_does_not_import_torch(tmp_path: Path) -> None:
         "main()\n"
         "assert 'torch' not in sys.modules, 'dltrain --help imported torch'\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=60
-    )
+    result = run_command(PYTHON, "-c", probe, cwd=tmp_path, timeout=60)
     assert result.returncode == 0, result.stderr

@@ -10,16 +10,14 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from .test_cli import DLTRAIN, TINY, dltrain
+from .helpers import PYTHON, TINY, checkout_env, dltrain, run_command, start_command
 
-BIN = Path(sys.executable).parent
+pytestmark = pytest.mark.slow  # every test runs commands
 MY_MODELS = '''
 import os
 from pathlib import Path
@@ -50,21 +48,19 @@ def project(tmp_path: Path) -> Path:
 
 
 def command(cwd: Path, program: str, *args: str, marker: Path | None = None):
-    env = {**os.environ, "MARKER": str(marker or os.devnull)}
-    return subprocess.run(
-        [str(BIN / program), *args], cwd=cwd, capture_output=True, text=True, timeout=300, env=env
-    )
+    """A console script run in `cwd`; the plugin touches `marker` if it is imported."""
+    env = {**checkout_env(), "MARKER": str(marker or os.devnull)}
+    return run_command(program, *args, cwd=cwd, env=env)
 
 
 def test_a_user_project_trains_resumes_and_is_used_from_elsewhere(
     project: Path, tmp_path: Path
 ) -> None:
     mine = ["plugins=[my_models]", "--config-dir", "conf", "model=my_net", *QUICK]
-    process = subprocess.Popen(
-        [str(DLTRAIN), *mine, "trainer.epochs=3", "trainer.batch_size=1"]
-        + ["trainer.checkpoint_every_n_steps=5", "trainer.keep_checkpoints=50"]
-        + ["hydra.run.dir=run"],
-        cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    process = start_command(
+        "dltrain", *mine, "trainer.epochs=3", "trainer.batch_size=1",
+        "trainer.checkpoint_every_n_steps=5", "trainer.keep_checkpoints=50", "hydra.run.dir=run",
+        cwd=project,
     )  # fmt: skip
     while not list((project / "run" / "checkpoints").glob("step-*.pt")):
         assert process.poll() is None, process.communicate()
@@ -176,8 +172,8 @@ def test_dltrain_init_trains_with_its_readme_command(tmp_path: Path) -> None:
     assert trained.returncode == 0, trained.stderr
     [summary] = [json.loads(p.read_text()) for p in (project / "outputs").rglob("metrics.json")]
     assert summary["status"] == "completed" and summary["metrics"]["test/acc"] > 0.7
-    tests = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "tests"], cwd=project, capture_output=True, text=True
+    tests = run_command(
+        PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests", cwd=project
     )
     assert tests.returncode == 0, tests.stdout + tests.stderr
     again = command(tmp_path, "dltrain", "init", "demo")
@@ -198,12 +194,10 @@ def test_an_installed_plugin_adds_a_model_and_its_config(tmp_path: Path) -> None
         '[project.entry-points."dltrain.plugins"]\nfixture = "dltrain_fixture"\n'
     )
     site = tmp_path / "site"
-    pip = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation"]
-    subprocess.run([*pip, "--target", str(site), str(source)], check=True, capture_output=True)
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]),
-    }
+    pip = ["-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target", site]
+    run_command(PYTHON, *pip, source, check=True)
+    env = checkout_env()
+    env["PYTHONPATH"] = os.pathsep.join([str(site), env["PYTHONPATH"]])
     listed = dltrain(tmp_path, "--help", env=env)
     assert "fixture_net" in listed.stdout
     trained = dltrain(tmp_path, "model=fixture_net", *QUICK, "trainer.epochs=1", env=env)

@@ -21,6 +21,7 @@ from dltrain.registry import (
     OPTIMIZERS,
     REGULARIZERS,
     SCHEDULERS,
+    TARGET,
     Registry,
 )
 from dltrain.signatures import check_kwargs
@@ -185,7 +186,7 @@ def run_task(cfg: DictConfig, data_task: str | None) -> str | None:
 
 def fitting(registry: Registry, task: str) -> list[str]:
     """Names in a registry whose `tasks` info includes `task`."""
-    return [n for n in registry.names() if task in registry.info(n).tasks]
+    return [n for n in registry.names() if n != TARGET and task in registry.info(n).tasks]
 
 
 def task_problems(cfg: DictConfig, task: str) -> list[str]:
@@ -193,7 +194,7 @@ def task_problems(cfg: DictConfig, task: str) -> list[str]:
     problems = []
     for group, registry in (("model", MODELS), ("loss", LOSSES)):
         name = cfg[group].name
-        if name not in fitting(registry, task):
+        if name != TARGET and name not in fitting(registry, task):  # a target: the user knows
             choices = ", ".join(f"{group}={n}" for n in fitting(registry, task))
             problems.append(
                 f"{group}={name}: does not fit dataset '{cfg.dataset.name}' ({task} task). "

@@ -23,6 +23,7 @@ from dltrain.registry import (
     OPTIMIZERS,
     REGULARIZERS,
     SCHEDULERS,
+    TARGET,
     Registry,
 )
 from dltrain.signatures import parameters
@@ -73,6 +74,8 @@ def test_a_group_option_shows_its_builders_defaults(group: str) -> None:
     found = []
     for file in group_files(group):
         node = OmegaConf.load(file)
+        if node.name == TARGET:  # its builder is whichever callable it names
+            continue
         where = f"{group}/{file.name}"
         found += differences(where, node, registry.get(node.name))
         if "init" in node:

@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from dltrain import checkpoints, plugin_trust
 from dltrain.config import check_config
 from dltrain.errors import ConfigError
+from dltrain.plugins import load
 from dltrain.preflight import group_options, message, unknown_key, unknown_options
 from dltrain.trainer_options import WHERE_TO_TRAIN
 
@@ -39,7 +40,8 @@ def resume_config(target: str, overrides: list[str]) -> tuple[DictConfig, Path]:
     except HydraException as e:
         raise ConfigError(message(e)) from None
     given, trust = _plugin_options(parsed)
-    plugin_trust.for_saved_run(cfg, given, trust)  # before the checks: its registrations count
+    load(given)  # the command's own plugins (they vouch for the run's)
+    plugin_trust.for_saved_run(cfg, given, trust)  # before the checks: registrations count
     for override in parsed:
         if override.key_or_group not in ("plugins", "trust_plugins"):
             problems += _override_problems(cfg, override)

@@ -66,6 +66,9 @@ BAD = [
     (["trainer.devices=64"], r"trainer\.devices: 64 processes on this machine, but this"),
     (["trainer.divergence_threshold=-1"], r"trainer\.divergence_threshold: must be >= 0"),
     ([f"{'k' * 300}=1"], r"k{300}: no such key at the top level"),
+    (["plugins=[no_such_plugin]"], r"plugins: no module named 'no_such_plugin'"),
+    (["model=target", "model.target=nowhere.nets:Net"], r"model\.target: cannot import 'nowhere"),
+    (["--config-dir=nowhere"], r"--config-dir: .*nowhere is not a folder"),
     (
         ["dataset.val_fraction=0.6", "dataset.test_fraction=0.5"],
         # (or, for a dataset without a test_fraction: that there is none)

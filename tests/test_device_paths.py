@@ -1,0 +1,48 @@
+"""The parts of the GPU path a CPU can check: copies to the device, DDP of one rank, GPU runs
+evaluated, predicted and exported on a CPU. tests/test_cuda.py checks the rest on a GPU."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.data import TensorDataset
+
+from dltrain.data.batches import TensorBatches
+
+
+def python_dltrain(cwd: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    """`python -m dltrain ARGS` in `cwd`: works where dltrain is on PYTHONPATH, not installed."""
+    command = [sys.executable, "-m", "dltrain", *args]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+class CopiesTo(TorchDispatchMode):
+    """Counts the tensors copied from the CPU to another device while it is active."""
+
+    def __init__(self, device: str):
+        super().__init__()
+        self.device, self.count = torch.device(device).type, 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if func in (torch.ops.aten._to_copy.default, torch.ops.aten.copy_.default):
+            source = args[1] if func is torch.ops.aten.copy_.default else args[0]
+            if source.device.type == "cpu" and out.device.type == self.device:
+                self.count += 1
+        return out
+
+
+def test_in_memory_batches_cross_to_the_device_once_per_pass() -> None:
+    # "meta" stands in for the GPU: a copy per batch would show as one per step.
+    data = TensorDataset(torch.zeros(100, 1, 4, 4, dtype=torch.uint8), torch.zeros(100).long())
+    for shuffle, copies in ((True, 1), (False, 0)):  # the shuffled order; slices copy nothing
+        batches = TensorBatches(data, 10, shuffle, seed=0, device="meta")
+        with CopiesTo("meta") as counted:
+            assert sum(1 for _ in batches) == 10
+            assert sum(1 for _ in batches) == 10
+        assert counted.count == 2 * copies
+        assert all(t.device.type == "meta" for t in batches.tensors)  # moved once, when built

@@ -3,6 +3,7 @@ evaluated, predicted and exported on a CPU. tests/test_cuda.py checks the rest o
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -46,3 +47,13 @@ def test_in_memory_batches_cross_to_the_device_once_per_pass() -> None:
             assert sum(1 for _ in batches) == 10
         assert counted.count == 2 * copies
         assert all(t.device.type == "meta" for t in batches.tensors)  # moved once, when built
+
+
+def test_strategy_ddp_on_one_device_trains_one_rank_under_ddp(tmp_path: Path) -> None:
+    # The one-GPU path of NCCL: a process group of one and the DDP wrapper (gloo here).
+    args = ["dataset=iris", "trainer.epochs=1", "trainer.device=cpu", "hydra.run.dir=run"]
+    result = python_dltrain(tmp_path, *args, "trainer.devices=1", "trainer.strategy=ddp")
+    assert result.returncode == 0, result.stderr
+    log = (tmp_path / "run" / "dltrain.log").read_text()
+    assert "starting 1 DDP processes" in log and "x 1 rank (DDP) over gloo" in log
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["status"] == "completed"

@@ -62,6 +62,8 @@ def load_run(source: Path | str, overrides: Sequence[str] = ()) -> FinishedRun:
     cfg = checkpoints.saved_config(saved["config"], path)
     notes = trusted_paths(cfg, overrides)
     cfg = apply_overrides(cfg, overrides)
+    if not any(o.lstrip("+").startswith("trainer.precision=") for o in overrides):
+        float32_off_cuda(cfg)
     for key in ("trainer.devices", "trainer.num_nodes"):  # how it trained is not asked here
         OmegaConf.update(cfg, key, 1, force_add=True)
     check_config(cfg, check_files=False)
@@ -73,6 +75,21 @@ def load_run(source: Path | str, overrides: Sequence[str] = ()) -> FinishedRun:
     run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
     epoch = saved.get("epoch") if isinstance(saved.get("epoch"), int) else None
     return FinishedRun(model, cfg, meta, context, path, run_dir, epoch, notes)
+
+
+def float32_off_cuda(cfg: DictConfig) -> None:
+    """A run trained in 16-mixed (float16 autocast needs CUDA) runs in float32 off CUDA.
+
+    So a GPU run evaluates, predicts and exports on a CPU with `trainer.device=cpu` alone.
+    """
+    if str(cfg.trainer.get("precision")) != "16-mixed":
+        return
+    try:
+        device = select_device(str(cfg.trainer.get("device", "auto")))
+    except ConfigError:
+        return  # check_config names the device that is missing
+    if device.type != "cuda":
+        cfg.trainer.precision = 32
 
 
 def trusted_paths(cfg: DictConfig, overrides: Sequence[str]) -> list[str]:

@@ -8,11 +8,20 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.data import TensorDataset
 
+from dltrain.checkpoints import load
 from dltrain.data.batches import TensorBatches
+from dltrain.evaluation import main as eval_main
+from dltrain.export import main as export_main
+from dltrain.files import save_torch
+from dltrain.predict import main as predict_main
+from dltrain.train import run
+
+from .conftest import FAST, compose_config
 
 
 def python_dltrain(cwd: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
@@ -57,3 +66,36 @@ def test_strategy_ddp_on_one_device_trains_one_rank_under_ddp(tmp_path: Path) ->
     log = (tmp_path / "run" / "dltrain.log").read_text()
     assert "starting 1 DDP processes" in log and "x 1 rank (DDP) over gloo" in log
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["status"] == "completed"
+
+
+def as_if_trained_on_a_gpu(run_dir: Path) -> None:
+    """Make a CPU run's checkpoints say what a 16-mixed CUDA run's say (device, precision)."""
+    for path in (run_dir / "checkpoints").glob("*.pt"):
+        saved = load(path)
+        saved["config"]["trainer"].update(device="cuda", precision="16-mixed")
+        save_torch(saved, path)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks a machine without CUDA")
+def test_a_gpu_run_evaluates_predicts_and_exports_on_a_cpu(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    run_dir = tmp_path / "run"
+    assert run(compose_config(*FAST, "trainer.epochs=1"), run_dir)["status"] == "completed"
+    as_if_trained_on_a_gpu(run_dir)
+    with pytest.raises(SystemExit) as exit_info:
+        eval_main([str(run_dir)])
+    assert exit_info.value.code == 2
+    assert "trainer.device: 'cuda' is not available" in capsys.readouterr().err
+    # trainer.device=cpu alone is enough: float16 autocast needs CUDA, so float32 is used.
+    eval_main([str(run_dir), "trainer.device=cpu", f"out={tmp_path / 'eval.json'}"])
+    metrics = json.loads((tmp_path / "eval.json").read_text())["metrics"]
+    saved = json.loads((run_dir / "metrics.json").read_text())["metrics"]
+    assert metrics["test/acc"] == pytest.approx(saved["test/acc"], abs=1e-6)
+    rows = tmp_path / "rows.csv"
+    header = ",".join(f"pixel_{i // 8}_{i % 8}" for i in range(64))
+    rows.write_text(f"{header}\n{','.join(['0'] * 64)}\n")
+    predict_main([str(run_dir), f"input={rows}", "trainer.device=cpu"])
+    assert (run_dir / "predictions.csv").read_text().count("\n") == 2  # header and one row
+    export_main([str(run_dir), "format=torchscript"])  # export runs on the CPU in float32
+    assert "matches the PyTorch model" in capsys.readouterr().out

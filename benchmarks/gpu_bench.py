@@ -136,7 +136,7 @@ def measure(variant: str, base: list[str], data: DataSplits, args: argparse.Name
 
 def environment(device: torch.device) -> str:
     """torch, CUDA and the device, in one line."""
-    if device.type != "cuda":
+    if device.type != "cuda" or not torch.cuda.is_available():
         return f"torch {torch.__version__}, CPU ({torch.get_num_threads()} threads), no CUDA"
     name = torch.cuda.get_device_name(device)
     return f"torch {torch.__version__}, CUDA {torch.version.cuda}, {name}"

@@ -24,10 +24,10 @@ cd "$(dirname "$0")/.." || exit 2
 device=${DLTRAIN_GPU_CHECK_DEVICE:-cuda}
 python=${PYTHON:-python3}
 budget=${DLTRAIN_GPU_CHECK_SECONDS:-480}
-site=${DLTRAIN_GPU_CHECK_SITE:-/tmp/dltrain-site}
 out=${DLTRAIN_GPU_CHECK_OUT:-${OUT:-gpu_check}}
 mkdir -p "$out" && out=$(cd "$out" && pwd)
 scratch=$(mktemp -d)
+site=${DLTRAIN_GPU_CHECK_SITE:-$scratch/site}  # fresh each run: nothing stale shadows the machine
 export PYTHONUNBUFFERED=1 MPLBACKEND=Agg
 step() { printf '\n== %s (%d s)\n' "$*" "$SECONDS"; }
 

@@ -69,6 +69,8 @@ def load_run(
     plugin_trust.for_saved_run(cfg, given_plugins, trust_plugins)
     notes = trusted_paths(cfg, overrides)
     cfg = apply_overrides(cfg, overrides)
+    if not any(o.lstrip("+").startswith("trainer.precision=") for o in overrides):
+        float32_off_cuda(cfg)
     for key in ("trainer.devices", "trainer.num_nodes"):  # how it trained is not asked here
         OmegaConf.update(cfg, key, 1, force_add=True)
     check_config(cfg, check_files=False)
@@ -80,6 +82,21 @@ def load_run(
     run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
     epoch = saved.get("epoch") if isinstance(saved.get("epoch"), int) else None
     return FinishedRun(model, cfg, meta, context, path, run_dir, epoch, notes)
+
+
+def float32_off_cuda(cfg: DictConfig) -> None:
+    """A run trained in 16-mixed (float16 autocast needs CUDA) runs in float32 off CUDA.
+
+    So a GPU run evaluates, predicts and exports on a CPU with `trainer.device=cpu` alone.
+    """
+    if str(cfg.trainer.get("precision")) != "16-mixed":
+        return
+    try:
+        device = select_device(str(cfg.trainer.get("device", "auto")))
+    except ConfigError:
+        return  # check_config names the device that is missing
+    if device.type != "cuda":
+        cfg.trainer.precision = 32
 
 
 def trusted_paths(cfg: DictConfig, overrides: Sequence[str]) -> list[str]:

@@ -31,7 +31,7 @@ from dltrain.launcher_env import launched, node_rank
 from dltrain.signals import Interrupted
 from dltrain.step import DivergedError
 from dltrain.train import run as train
-from dltrain.world import current, processes
+from dltrain.world import current, wants_ddp
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +48,12 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
 
 def should_spawn(trainer: Any) -> bool:
-    """Whether dltrain must start the ranks itself (no launcher did, and more than one is asked)."""
-    return processes(trainer) > 1 and launched() is None and not trainer.get("dry_run")
+    """Whether dltrain must start the ranks itself: no launcher did, and DDP is asked for.
+
+    trainer.strategy=ddp with one device starts one rank too, in a process group of one (on one
+    GPU: NCCL and the DDP wrapper, as on several).
+    """
+    return wants_ddp(trainer) and launched() is None and not trainer.get("dry_run")
 
 
 def spawn(cfg: dict[str, Any], run_dir: Path) -> dict[str, Any]:

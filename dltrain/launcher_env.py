@@ -15,8 +15,11 @@ from dltrain.errors import ConfigError
 RENDEZVOUS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
 
-def launched() -> dict[str, str] | None:
-    """The rendezvous variables a launcher gave this process (torchrun, srun), if several ranks."""
+def launched(one_rank: bool = False) -> dict[str, str] | None:
+    """The rendezvous variables a launcher gave this process (torchrun, srun), if several ranks.
+
+    `one_rank`: also a launch of a single rank (a run that asks for DDP with one device).
+    """
     env = os.environ
     if "RANK" in env and "WORLD_SIZE" in env:
         found = {key: env.get(key, "") for key in RENDEZVOUS}
@@ -34,7 +37,7 @@ def launched() -> dict[str, str] | None:
         }
     else:
         return None
-    return found if int(found["WORLD_SIZE"]) > 1 else None
+    return found if one_rank or int(found["WORLD_SIZE"]) > 1 else None
 
 
 def first_host(nodelist: str) -> str:

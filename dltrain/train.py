@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 def run(cfg: DictConfig, run_dir: Path, console: Console | None = None) -> dict[str, Any]:
     """Train and test one configuration; writes the run dir and returns the metrics.json dict."""
-    with joined() as world:
+    with joined(one_rank=cfg.trainer.get("strategy") == "ddp") as world:
         return run_rank(cfg, Path(run_dir), world, console)
 
 

@@ -28,6 +28,7 @@ class World:
     rank: int = 0
     size: int = 1
     local_rank: int = 0
+    distributed: bool = False  # in a process group (also of one rank: trainer.strategy=ddp)
 
     @property
     def main(self) -> bool:
@@ -94,6 +95,7 @@ def current() -> World:
         rank=dist.get_rank(),
         size=dist.get_world_size(),
         local_rank=int(os.environ.get("LOCAL_RANK", 0)),
+        distributed=True,
     )
 
 
@@ -112,9 +114,12 @@ def leave() -> None:
 
 
 @contextmanager
-def joined() -> Iterator[World]:
-    """This process's World; joins (and later leaves) the group its launcher described."""
-    env = launched()
+def joined(one_rank: bool = False) -> Iterator[World]:
+    """This process's World; joins (and later leaves) the group its launcher described.
+
+    `one_rank`: join a group of one rank too (trainer.strategy=ddp on one device).
+    """
+    env = launched(one_rank)
     if env is None or dist.is_initialized():
         yield current()
         return
@@ -129,6 +134,16 @@ def joined() -> Iterator[World]:
 def processes(trainer: Any) -> int:
     """How many ranks the trainer options ask for."""
     return int(trainer.get("devices", 1)) * int(trainer.get("num_nodes", 1))
+
+
+def wants_ddp(trainer: Any) -> bool:
+    """Whether the run trains under DDP: several ranks, or trainer.strategy=ddp (even one)."""
+    return processes(trainer) > 1 or trainer.get("strategy") == "ddp"
+
+
+def backend() -> str | None:
+    """The process group's backend (gloo, nccl, or both by device), None outside one."""
+    return str(dist.get_backend()) if dist.is_available() and dist.is_initialized() else None
 
 
 def check_world(trainer: Any, world: World) -> None:

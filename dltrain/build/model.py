@@ -50,7 +50,8 @@ def place_model(
         model = model.to(memory_format=torch.channels_last)
     if trainer.compile:
         model.compile()  # in place: state_dict keys stay those of the plain model
-    return model, distributed_wrapper(model, device) if world.size > 1 else None
+    ddp = world.size > 1 or (world.distributed and trainer.strategy == "ddp")
+    return model, distributed_wrapper(model, device) if ddp else None
 
 
 def distributed_wrapper(model: nn.Module, device: torch.device) -> nn.Module:

@@ -21,7 +21,7 @@ from dltrain.device import seed_everything, select_device
 from dltrain.regularization import build_regularizers
 from dltrain.tracking.tensorboard import Tracker
 from dltrain.trainer_options import TrainerOptions
-from dltrain.world import World, check_world
+from dltrain.world import World, backend, check_world
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,8 @@ def build_run(
     context = build_step_context(trainer, data.meta, regularizers, schedule, device, world)
     tracker = start_run_dir(cfg, run_dir, data, console, resume_step) if world.main else None
     size = sum(p.numel() for p in model.parameters())
-    ranks = f" x {world.size} ranks (DDP)" if world.size > 1 else ""
+    plural = "s" if world.size > 1 else ""
+    ranks = f" x {world.size} rank{plural} (DDP) over {backend()}" if ddp is not None else ""
     log.info(
         f"run dir {run_dir} | device {device}{ranks} | {cfg.model.name} ({size:,} parameters) "
         f"on {cfg.dataset.name} ({data.meta.task}, {len(data.train)} training samples)"

@@ -110,10 +110,11 @@ class TensorBatches(Resumable):
                 self.advance()
                 yield tuple(t[start : start + self.batch_size] for t in self.tensors)
             return
-        device = self.tensors[0].device
-        for index in self.shard(order[self.position :]).split(self.batch_size):
+        # The order is drawn on the CPU (the same on every device) and copied over once per pass:
+        # a copy per batch would make the GPU wait on the host at every step.
+        shard = self.shard(order[self.position :]).to(self.tensors[0].device)
+        for index in shard.split(self.batch_size):
             self.advance()
-            index = index.to(device)
             yield tuple([t.index_select(0, index) for t in self.tensors])  # half of t[index]'s cost
 
 

@@ -127,6 +127,12 @@ def dltrain(cwd: Path, *args: str, **options: object) -> subprocess.CompletedPro
     return run_command("dltrain", *args, cwd=cwd, **options)
 
 
+def python_dltrain(cwd: Path, *args: str, **options: object) -> subprocess.CompletedProcess:
+    """`python -m dltrain args` in `cwd`: dltrain from PYTHONPATH, as on a machine where it is
+    not installed (a GPU machine); options as run_command's."""
+    return run_command(PYTHON, "-m", "dltrain", *args, cwd=cwd, **options)
+
+
 def invoke(
     main: Callable[..., object], argv: list[str], cwd: Path | None = None
 ) -> tuple[object, str]:

@@ -26,9 +26,8 @@ from dltrain.loop import train_one_epoch
 from dltrain.predict import main as predict_main
 from dltrain.train import run
 
-from .conftest import compose_config
-from .test_device_paths import python_dltrain
-from .trained_runs import _overrides as tiny_run  # the CPU tests' tiny runs, one per data kind
+from .helpers import compose_config, python_dltrain
+from .trained_runs import run_overrides as tiny_run  # the CPU tests' tiny runs, one per kind
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

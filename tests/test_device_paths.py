@@ -4,8 +4,6 @@ evaluated, predicted and exported on a CPU. tests/test_cuda.py checks the rest o
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,13 +19,7 @@ from dltrain.files import save_torch
 from dltrain.predict import main as predict_main
 from dltrain.train import run
 
-from .conftest import FAST, compose_config
-
-
-def python_dltrain(cwd: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    """`python -m dltrain ARGS` in `cwd`: works where dltrain is on PYTHONPATH, not installed."""
-    command = [sys.executable, "-m", "dltrain", *args]
-    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+from .helpers import FAST, compose_config, python_dltrain
 
 
 class CopiesTo(TorchDispatchMode):
@@ -58,6 +50,7 @@ def test_in_memory_batches_cross_to_the_device_once_per_pass() -> None:
         assert all(t.device.type == "meta" for t in batches.tensors)  # moved once, when built
 
 
+@pytest.mark.slow
 def test_strategy_ddp_on_one_device_trains_one_rank_under_ddp(tmp_path: Path) -> None:
     # The one-GPU path of NCCL: a process group of one and the DDP wrapper (gloo here).
     args = ["dataset=iris", "trainer.epochs=1", "trainer.device=cpu", "hydra.run.dir=run"]

@@ -9,6 +9,8 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
+
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
 
@@ -31,6 +33,7 @@ def test_every_runtime_dependency_is_carried_or_expected() -> None:
     assert needed - {"torch", "torchvision"} <= carried | expected  # they bring numpy, pillow
 
 
+@pytest.mark.slow
 def test_gpu_bench_writes_its_table_on_a_cpu(tmp_path: Path) -> None:
     # No MNIST given: scikit-learn's digits stand in; 16-mixed is not run without CUDA.
     out = tmp_path / "bench.md"

@@ -16,7 +16,7 @@ SMALL_CNN = ["model=cnn", "model.channels=[4,8]", "model.hidden=16", "trainer.ba
 _TRAINED: dict[str, Path] = {}  # module-level: the two test modules share the runs
 
 
-def _overrides(name: str, data: Path) -> list[str]:
+def run_overrides(name: str, data: Path) -> list[str]:
     """The command line of each tiny run; `data` is a folder for its files."""
     if name == "digits":
         return list(ONE_EPOCH)
@@ -68,7 +68,7 @@ def trained(name: str, factory: pytest.TempPathFactory) -> Path:
     """The run dir of tiny run `name`, trained on first use."""
     if name not in _TRAINED:
         data = factory.mktemp(f"{name}_data")
-        run(compose_config(*_overrides(name, data)), data / "run")
+        run(compose_config(*run_overrides(name, data)), data / "run")
         _TRAINED[name] = data / "run"
     return _TRAINED[name]
 

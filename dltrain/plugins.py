@@ -11,6 +11,7 @@ by name. A run dir never decides to import them: see dltrain.plugin_trust.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import os
@@ -78,8 +79,9 @@ def for_run(cfg: DictConfig) -> list[str]:
     return resolved
 
 
+@functools.cache
 def installed() -> dict[str, str]:
-    """The installed packages' plugins: entry point name -> module."""
+    """The installed packages' plugins: entry point name -> module (read once per process)."""
     return {ep.name: ep.value.partition(":")[0] for ep in entry_points(group=ENTRY_POINTS)}
 
 

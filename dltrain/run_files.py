@@ -18,6 +18,10 @@ Read = tuple[Any, str | None]  # (the data or None, why it could not be read or 
 
 
 def _text(path: Path) -> tuple[str | None, str | None]:
+    """A file's text, or (None, why not); (None, None) when no regular file is there (a FIFO
+    would block the read)."""
+    if not path.is_file():
+        return None, None
     try:
         return path.read_text(encoding="utf-8"), None
     except UnicodeDecodeError as e:
@@ -28,8 +32,6 @@ def _text(path: Path) -> tuple[str | None, str | None]:
 
 def read_json_object(path: Path) -> Read:
     """A JSON file holding one object: (dict, None), or (None, reason); (None, None): no file."""
-    if not path.is_file():
-        return None, None
     text, why = _text(path)
     if text is None:
         return None, why
@@ -45,8 +47,6 @@ def read_json_object(path: Path) -> Read:
 def read_yaml(path: Path) -> Read:
     """A YAML file as plain data (safe_load): (data, None), or (None, reason); no file: (None,
     None)."""
-    if not path.is_file():
-        return None, None
     text, why = _text(path)
     if text is None:
         return None, why

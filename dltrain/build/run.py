@@ -17,6 +17,7 @@ from dltrain.build.run_dir import start_run_dir
 from dltrain.build.step_context import build_step_context
 from dltrain.built_run import BuiltRun
 from dltrain.config import check_config, options
+from dltrain.data.splits import DataSplits
 from dltrain.device import seed_everything, select_device
 from dltrain.regularization import build_regularizers
 from dltrain.tracking.tensorboard import Tracker
@@ -56,13 +57,7 @@ def build_run(
     schedule = build_schedule(cfg, optimizer, trainer.epochs, len(batches["train"]))
     context = build_step_context(trainer, data.meta, regularizers, schedule, device, world)
     tracker = start_run_dir(cfg, run_dir, data, console, resume_step) if world.main else None
-    size = sum(p.numel() for p in model.parameters())
-    plural = "s" if world.size > 1 else ""
-    ranks = f" x {world.size} rank{plural} (DDP) over {backend()}" if ddp is not None else ""
-    log.info(
-        f"run dir {run_dir} | device {device}{ranks} | {cfg.model.name} ({size:,} parameters) "
-        f"on {cfg.dataset.name} ({data.meta.task}, {len(data.train)} training samples)"
-    )
+    log.info(f"run dir {run_dir} | {where(device, world, ddp)} | {what(cfg, model, data)}")
     return BuiltRun(
         cfg=cfg,
         trainer=trainer,
@@ -77,3 +72,17 @@ def build_run(
         tracker=tracker or Tracker.silent(),
         ddp=ddp,
     )
+
+
+def where(device: torch.device, world: World, ddp: object) -> str:
+    """The device, and the ranks and backend when DDP trains (for the run's log)."""
+    plural = "s" if world.size > 1 else ""
+    ranks = f" x {world.size} rank{plural} (DDP) over {backend()}" if ddp is not None else ""
+    return f"device {device}{ranks}"
+
+
+def what(cfg: DictConfig, model: torch.nn.Module, data: DataSplits) -> str:
+    """The model, its size, and the data it trains on (for the run's log)."""
+    size = sum(p.numel() for p in model.parameters())
+    data_facts = f"{data.meta.task}, {len(data.train)} training samples"
+    return f"{cfg.model.name} ({size:,} parameters) on {cfg.dataset.name} ({data_facts})"

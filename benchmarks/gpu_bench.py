@@ -30,6 +30,7 @@ from rich.console import Console
 
 from dltrain.build.data import build_data
 from dltrain.build.run import build_run
+from dltrain.built_run import EpochProgress, FitState
 from dltrain.composition import compose_config
 from dltrain.data.splits import DataSplits
 from dltrain.loop import evaluate, train_one_epoch
@@ -76,16 +77,17 @@ def dltrain_loop(cfg: DictConfig, device: torch.device) -> tuple[int, list[float
     """(training images, seconds and test accuracy of each epoch) of dltrain's own loop."""
     quiet = Console(file=open(os.devnull, "w"))  # noqa: SIM115 - lives as long as the process
     built = build_run(cfg, Path(tempfile.mkdtemp(prefix="gpu-bench-")), quiet)
-    seconds, accuracy, step = [], [], 0
+    seconds, accuracy, state = [], [], FitState()
     for _ in range(built.trainer.epochs):
         sync(device)
         start = time.perf_counter()
-        _, step = train_one_epoch(
+        state.progress = EpochProgress()
+        train_one_epoch(
             built.trained,
             built.batches["train"],
             built.loss_fn,
             built.optimizer,
-            step,
+            state,
             built.context,
             built.tracker.scalars,  # TensorBoard logging, as fit() has it
         )

@@ -29,7 +29,7 @@ from torch import nn
 from torchvision import datasets, transforms
 
 from dltrain.build.run import build_run
-from dltrain.built_run import BuiltRun
+from dltrain.built_run import BuiltRun, FitState
 from dltrain.composition import compose_config
 from dltrain.loop import train_one_epoch
 from dltrain.registry import MODELS
@@ -115,7 +115,7 @@ def dltrain_epoch(built: BuiltRun) -> Callable[[], None]:
                 track(progress, bar, batches, "epoch 1/1"),
                 built.loss_fn,
                 optimizer,
-                0,
+                FitState(),
                 built.context,
                 built.tracker.scalars,
             )

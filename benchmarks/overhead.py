@@ -9,6 +9,7 @@ split), one epoch at a time, in a shuffled order each repeat, in one process:
                               index_select: cheaper than x[index]), so the difference to dltrain
                               is the loop's own overhead
   dltrain                     what fit() runs for each epoch: `fit_epoch` with its per-step hook,
+                              the callbacks of a default run but the checkpoint writes,
                               TensorBoard logging every 10 steps, the progress bar (drawn as on a
                               terminal, into /dev/null) and the TensorBoard flush of the epoch's
                               end; the bar is started before the clock, as fit() starts it once
@@ -40,6 +41,7 @@ from torch import nn
 
 from dltrain.build.run import build_run
 from dltrain.built_run import BuiltRun, FitState
+from dltrain.callback import Callbacks
 from dltrain.composition import compose_config
 from dltrain.loop import after_step, fit_epoch
 from dltrain.registry import MODELS, OPTIMIZERS
@@ -99,6 +101,9 @@ def dltrain_epoch(built: BuiltRun) -> float:
     built.model = make_model()
     built.optimizer = OPTIMIZERS.build("adam", {"lr": 1e-3}, params=built.model.parameters())
     state = FitState()
+    # The epoch's checkpoint writes are left out, as before the callbacks: disk, not the loop.
+    named = built.callbacks.named
+    built.callbacks = Callbacks({k: c for k, c in named.items() if k != "checkpoints"})
     with built.tracker.progress() as progress, GracefulStop() as stop:
         bar = progress.add_task("training", total=len(built.batches["train"]), status="")
         begin = time.perf_counter()

@@ -10,6 +10,7 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
+from dltrain.callback import Callbacks
 from dltrain.data.splits import DataSplits
 from dltrain.step import StepContext
 from dltrain.tracking.tensorboard import Tracker
@@ -19,7 +20,7 @@ from dltrain.world import World
 
 @dataclass
 class BuiltRun:
-    """Everything a run is built from: data, model, optimisation, step context, tracker."""
+    """Everything a run is built from: data, model, optimisation, step context, tracker, hooks."""
 
     cfg: DictConfig
     trainer: TrainerOptions
@@ -33,6 +34,7 @@ class BuiltRun:
     run_dir: Path
     tracker: Tracker
     ddp: nn.Module | None = None  # the DistributedDataParallel wrapper when several ranks train
+    callbacks: Callbacks = field(default_factory=Callbacks)
 
     @property
     def world(self) -> World:
@@ -43,6 +45,11 @@ class BuiltRun:
         """What training steps call: the DDP wrapper, or the model itself on one rank."""
         return self.ddp or self.model
 
+    @property
+    def evaluated(self) -> nn.Module:
+        """What validation, testing and model.pt use: the model, or a callback's averaged one."""
+        return self.callbacks.evaluation_model(self)
+
 
 @dataclass
 class EpochProgress:
@@ -51,7 +58,14 @@ class EpochProgress:
     loss_sum: float = 0.0  # sum over samples of the training loss
     samples: int = 0
     window_sum: float = 0.0  # since train/loss was last logged
-    window_steps: int = 0
+    window_steps: int = 0  # batches in window_sum
+
+    def add(self, loss: float, samples: int) -> None:
+        """One batch's mean loss over its samples."""
+        self.loss_sum += loss * samples
+        self.samples += samples
+        self.window_sum += loss
+        self.window_steps += 1
 
 
 @dataclass
@@ -66,3 +80,5 @@ class FitState:
     last_metrics: dict[str, float] = field(default_factory=dict)  # of the latest epoch
     stopped_early: bool = False
     progress: EpochProgress = field(default_factory=EpochProgress)  # of the epoch under way
+    should_stop: bool = False  # set (by a callback) to end training once this epoch is done
+    stop_reason: str = ""  # why, for the log

@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 from rich.table import Table
 from torch import nn
 
-from dltrain.built_run import BuiltRun
+from dltrain.built_run import BuiltRun, FitState
 from dltrain.loop import evaluate, train_one_epoch
 
 
@@ -27,8 +27,9 @@ def dry_run(built: BuiltRun) -> dict[str, Any]:
         if not list(module.children())
     ]
     batch = next(iter(built.batches["train"]))
-    loss, _ = train_one_epoch(
-        model, [batch], built.loss_fn, built.optimizer, 0, built.context, lambda *_: None
+    steps = [batch] * built.context.accumulate  # one optimiser step
+    loss = train_one_epoch(
+        model, steps, built.loss_fn, built.optimizer, FitState(), built.context, lambda *_: None
     )
     for hook in hooks:
         hook.remove()

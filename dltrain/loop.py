@@ -1,7 +1,8 @@
-"""The training loop: epochs of training passes, validation, checkpoints, early stopping."""
+"""The training loop: epochs of training passes and validation; the rest is callbacks."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Iterable
 from functools import partial
@@ -12,14 +13,12 @@ from torch import nn
 from dltrain import training_state
 from dltrain.built_run import BuiltRun, EpochProgress, FitState
 from dltrain.metrics import compute_metrics
-from dltrain.regularization import EarlyStopping
 from dltrain.signals import GracefulStop, Interrupted
-from dltrain.step import DivergedError, StepContext
+from dltrain.step import DivergedError, StepContext, backward, loss_of, optimizer_step
 from dltrain.tracking.console import track
-from dltrain.trainer_options import TrainerOptions
-from dltrain.visuals import epoch_visuals
 
 log = logging.getLogger(__name__)
+SYNCED = contextlib.nullcontext()  # gradients all-reduced as usual (reusable)
 
 
 def train_one_epoch(
@@ -27,90 +26,81 @@ def train_one_epoch(
     batches: Iterable,
     loss_fn: nn.Module,
     optimizer: torch.optim.Optimizer,
-    step: int,
+    state: FitState,
     context: StepContext,
     log_scalars: Callable[[dict[str, float], int], None],
-    progress: EpochProgress | None = None,
-    after_step: Callable[[int, Callable[[], EpochProgress]], None] | None = None,
-) -> tuple[float, int]:
-    """One pass over the training batches; returns (mean loss per sample, global step).
+    after_step: Callable[[], None] | None = None,
+) -> float:
+    """One pass over the training batches; returns its mean loss per sample.
 
-    `progress` carries the sums of an epoch resumed part-way; `after_step(step, progress)` runs
-    after every update (mid-epoch checkpoints, stop requests); progress() gives the sums so far.
-    The sums are Python floats: the one sync per step is the loss's (and its NaN check).
+    Every `context.accumulate` batches (and the pass's last) make one optimiser step, which
+    state.step counts; `after_step()` runs after each. The epoch's sums go on in state.progress
+    (a resumed epoch's sums so far). The one sync per batch is the loss's (and its NaN check).
     """
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
-    progress = progress or EpochProgress()
-    total, samples = progress.loss_sum, progress.samples
-    window, window_steps = progress.window_sum, progress.window_steps
-    logged_lr = None
+    progress, accumulate = state.progress, context.accumulate
+    no_sync = getattr(model, "no_sync", None) if accumulate > 1 else None  # DDP
+    logged_lr, pending, window_samples = None, 0, 0  # batches and samples not yet stepped on
+    optimizer.zero_grad(set_to_none=True)
     for x, y in batches:
-        x = context.inputs(x, train=True)
+        x = context.inputs(x, train=context.augment)
         y = x if context.reconstruct else y.to(context.device, non_blocking=True)
-        out = context.forward(model, x)
-        loss, finite = loss_of(loss_fn, out, y)
-        # One sync per step; with several ranks the mean over all, so all stop on a NaN together.
-        value, n = context.world.mean_loss(loss, len(y))
-        context.divergence.check(step + 1, value, finite)  # before the update: weights stay finite
-        objective = loss + context.l1.penalty(model) if context.l1 else loss
-        grad_norm = update(objective, optimizer, params, context)
-        step += 1
-        total, samples = total + value * n, samples + n
-        window, window_steps = window + value, window_steps + 1
-        if step % context.log_every_n_steps == 0:
-            values = {"train/loss": window / window_steps}
-            if (lr := optimizer.param_groups[0]["lr"]) != logged_lr:  # each epoch and change
-                values["lr"] = logged_lr = lr
-            if grad_norm is not None:
-                values["train/grad_norm"] = grad_norm.item()
-            log_scalars(values, step)
-            window, window_steps = 0.0, 0
+        pending += 1
+        stepping = pending == accumulate
+        with SYNCED if stepping or no_sync is None else no_sync():
+            out = context.forward(model, x)
+            loss, finite = loss_of(loss_fn, out, y)
+            # One sync per batch; with several ranks the mean over all, so all stop on a NaN.
+            value, n = context.world.mean_loss(loss, len(y))
+            context.divergence.check(state.step + 1, value, finite)  # before any update
+            objective = loss + context.l1.penalty(model) if context.l1 else loss
+            if accumulate > 1:  # each batch's share of the window's mean over its samples
+                objective = objective * (len(y) / context.window_samples)
+            backward(objective, context.scaler)
+        progress.add(value, n)
+        window_samples += len(y)
+        if stepping:
+            logged_lr = step(optimizer, params, state, context, log_scalars, logged_lr)
+            pending = window_samples = 0
+            if after_step is not None:
+                after_step()
+            if state.should_stop:
+                break
+    if pending:  # the pass ended inside an accumulation window: its mean is over fewer samples
+        if no_sync is not None:
+            context.world.average_gradients(params)  # its batches ran without DDP's all-reduce
+        for p in params:
+            if p.grad is not None:
+                p.grad.mul_(context.window_samples / window_samples)
+        step(optimizer, params, state, context, log_scalars, logged_lr)
         if after_step is not None:
-            after_step(step, partial(EpochProgress, total, samples, window, window_steps))
-    return total / max(samples, 1), step
+            after_step()
+    return progress.loss_sum / max(progress.samples, 1)
 
 
-def update(
-    objective: torch.Tensor,
+def step(
     optimizer: torch.optim.Optimizer,
     params: list[torch.Tensor],
+    state: FitState,
     context: StepContext,
-) -> torch.Tensor | None:
-    """Backward, clip, step the optimizer (and a per-step schedule); the gradient norm if clipped.
-
-    With float16 the GradScaler scales the loss, and unscales before clipping.
-    """
-    scaler = context.scaler
-    optimizer.zero_grad(set_to_none=True)
-    (scaler.scale(objective) if scaler else objective).backward()
-    grad_norm = None
-    if context.grad_clip:
-        if scaler:
-            scaler.unscale_(optimizer)
-        grad_norm = context.grad_clip.clip(params)
-    if scaler:
-        scaler.step(optimizer)
-        scaler.update()
-    else:
-        optimizer.step()
-    if context.schedule is not None and context.schedule.interval == "step":
-        context.schedule.step()
-    return grad_norm
-
-
-def loss_of(loss_fn: nn.Module, out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, bool]:
-    """(the loss, whether the outputs were finite): a loss that rejects NaN inputs gives NaN.
-
-    Some losses raise on non-finite inputs (BCE after a sigmoid of NaN); the NaN loss instead
-    reaches every rank through the loss all-reduce, so all stop as diverged at the same step.
-    """
-    try:
-        return loss_fn(out, y), True
-    except RuntimeError:
-        if bool(torch.isfinite(out).all()):
-            raise
-        return out.new_full((), float("nan")), False
+    log_scalars: Callable[[dict[str, float], int], None],
+    logged_lr: float | None,
+) -> float | None:
+    """The optimiser step of the batches so far; logs every log_every_n_steps; the lr logged."""
+    lr = optimizer.param_groups[0]["lr"]  # the one this step uses
+    grad_norm = optimizer_step(optimizer, params, context)
+    state.step += 1
+    progress = state.progress
+    if state.step % context.log_every_n_steps == 0:
+        values = {"train/loss": progress.window_sum / progress.window_steps}
+        if lr != logged_lr:  # each epoch and change
+            values["lr"] = logged_lr = lr
+        if grad_norm is not None:
+            values["train/grad_norm"] = grad_norm.item()
+        log_scalars(values, state.step)
+        progress.window_sum, progress.window_steps = 0.0, 0
+    return logged_lr
 
 
 @torch.no_grad()
@@ -146,82 +136,71 @@ def evaluate(
 
 
 def fit(built: BuiltRun, state: FitState) -> None:
-    """Epochs of training and validation, with checkpoints, schedules and early stopping.
+    """Epochs of training and validation; the callbacks checkpoint, schedule and stop early.
 
     SIGINT / SIGTERM finish the current step, write checkpoints/last.pt and raise Interrupted.
     """
-    trainer = built.trainer
-    early_stopping: EarlyStopping | None = built.regularizers.get("early_stopping")
+    trainer, callbacks = built.trainer, built.callbacks
     train_batches = built.batches["train"]
     # Ranks started together get a Ctrl-C both from the terminal and from their launcher.
     same_signal_within = 1.0 if built.world.size > 1 else 0.0
     with built.tracker.progress() as progress, GracefulStop(same_signal_within) as stop:
         bar = progress.add_task("training", total=len(train_batches), status="")
+        callbacks.fire("on_fit_start", built, state)
         for epoch in range(state.epoch + 1, trainer.epochs + 1):
-            batches = track(progress, bar, train_batches, f"epoch {epoch}/{trainer.epochs}")
+            batches = callbacks.wrap_train_batches(train_batches)
+            batches = track(progress, bar, batches, f"epoch {epoch}/{trainer.epochs}")
             metrics = fit_epoch(built, state, batches, partial(after_step, built, state, stop))
-            state.last_metrics = metrics
-            schedule = built.context.schedule
-            if schedule is not None and schedule.interval == "epoch":
-                schedule.step(metrics)
-            state.stopped_early = bool(early_stopping and early_stopping.should_stop(metrics))
-            if improved(state, metrics, trainer):
-                state.best_value, state.best_epoch = metrics.get(trainer.monitor), epoch
-                state.best_metrics = metrics
-                training_state.save(built, state, "best.pt")
-            training_state.save(built, state, "last.pt", trainer.keep_checkpoints)
-            if built.world.main:
-                epoch_visuals(built, state.step, epoch)
             shown = list(metrics.items())[:3]  # train/loss, val/loss and the first task metric
             progress.update(bar, status="  ".join(f"{k} {v:.4f}" for k, v in shown))
             if built.world.any(bool(stop.requested)):
                 raise Interrupted(stop.requested or "SIGTERM", state.step)
-            if state.stopped_early:
-                log.info(
-                    f"early stopping after epoch {epoch}: {early_stopping.monitor} did not "
-                    f"improve for {early_stopping.patience} epochs"
-                )
+            if state.should_stop:
+                log.info(f"training stops after epoch {epoch}: {state.stop_reason}")
                 break
+        callbacks.fire("on_fit_end", built, state)
 
 
-def after_step(
-    built: BuiltRun, state: FitState, stop: GracefulStop, step: int, progress: Callable
-) -> None:
-    """Mid-epoch: a checkpoint every checkpoint_every_n_steps steps, and on a stop request."""
+def after_step(built: BuiltRun, state: FitState, stop: GracefulStop | None = None) -> None:
+    """After each optimiser step: the callbacks, trainer.max_steps, a stop request."""
+    built.callbacks.fire("on_step_end", built, state)
+    max_steps = built.trainer.max_steps
+    if max_steps is not None and state.step >= max_steps and not state.should_stop:
+        state.should_stop, state.stop_reason = True, f"trainer.max_steps={max_steps} reached"
     batches = built.batches["train"]
-    if batches.exhausted:
-        return  # the epoch's own checkpoint follows its validation
-    every = built.trainer.checkpoint_every_n_steps
-    stopping = built.world.any(bool(stop.requested))  # all ranks stop after the same step
-    if not (stopping or (every and step % every == 0)):
-        return
-    state.step, state.progress = step, progress()
-    training_state.save(built, state, "last.pt", keep=built.trainer.keep_checkpoints)
-    if stopping:
-        raise Interrupted(stop.requested or "SIGTERM", step)
+    if stop is None or batches.exhausted:
+        return  # at the epoch's end its own checkpoint follows, then the stop
+    if built.world.any(bool(stop.requested)):  # all ranks stop after the same step
+        training_state.save(built, state, "last.pt", keep=built.trainer.keep_checkpoints)
+        raise Interrupted(stop.requested or "SIGTERM", state.step)
 
 
 def fit_epoch(
     built: BuiltRun, state: FitState, train_batches: Iterable, after: Callable | None = None
 ) -> dict[str, float]:
-    """Train one epoch, validate, log; returns {"train/loss": epoch mean, "val/...": ...}."""
-    train_loss, state.step = train_one_epoch(
+    """Train one epoch, validate when due, log, run the epoch's callbacks; returns its metrics
+    ({"train/loss": epoch mean, "val/...": ...})."""
+    callbacks = built.callbacks
+    train_loss = train_one_epoch(
         built.trained,
         train_batches,
         built.loss_fn,
         built.optimizer,
-        state.step,
+        state,
         built.context,
         built.tracker.scalars,
-        state.progress,
         after,
     )
+    if state.should_stop:  # cut short: the next pass (of a resumed run) starts afresh
+        built.batches["train"].end_pass()
     state.epoch += 1
     state.progress = EpochProgress()
+    callbacks.fire("on_train_epoch_end", built, state)
     metrics = {"train/loss": train_loss}
-    if "val" in built.batches:
+    validated = "val" in built.batches and validation_due(built, state)
+    if validated:
         val, _, _ = evaluate(
-            built.model,
+            built.evaluated,
             built.batches["val"],
             built.loss_fn,
             built.context,
@@ -233,12 +212,14 @@ def fit_epoch(
     built.tracker.scalars(
         {"epoch": state.epoch, "train/epoch_loss": train_loss, **val_only}, state.step
     )
+    state.last_metrics = metrics
+    if validated or "val" not in built.batches:
+        callbacks.fire("on_validation_end", built, state, metrics)
+    callbacks.fire("on_epoch_end", built, state, metrics)
     return metrics
 
 
-def improved(state: FitState, metrics: dict[str, float], trainer: TrainerOptions) -> bool:
-    """Whether this epoch is the best so far (the latest is best when nothing is monitored)."""
-    value = metrics.get(trainer.monitor)
-    if value is None or state.best_value is None:
-        return True
-    return value < state.best_value if trainer.monitor_mode == "min" else value > state.best_value
+def validation_due(built: BuiltRun, state: FitState) -> bool:
+    """Every trainer.val_every_n_epochs epochs, and at the last (also one cut short)."""
+    every, last = built.trainer.val_every_n_epochs, built.trainer.epochs
+    return state.epoch % every == 0 or state.epoch >= last or state.should_stop

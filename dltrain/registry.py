@@ -226,4 +226,7 @@ OPTIMIZERS = Registry("optimizer", "dltrain.optim", runtime=("params",), target_
 SCHEDULER_RUNTIME = ("optimizer", "epochs", "steps_per_epoch")
 SCHEDULERS = Registry("scheduler", "dltrain.optim", runtime=SCHEDULER_RUNTIME, target_info=NoInfo())
 REGULARIZERS = Registry("regularization", "dltrain.regularization")
+CALLBACKS = Registry(
+    "callback", "dltrain.callbacks", runtime=("model", "epochs"), target_info=NoInfo()
+)
 INITIALIZERS = Registry("init", "dltrain.models.init", runtime=("model",))

@@ -1,21 +1,25 @@
 """Regularization options; `regularization=[l1,early_stopping]` selects several at once.
 
 Each is a small object that the training recipe consults at one explicit point:
-dropout and l2 when building the model and optimizer, l1 and grad_clip in every step,
-early_stopping after every validation.
+dropout and l2 when building the model and optimizer, l1 and grad_clip in every step;
+early_stopping is a callback, judging every validation.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from torch import nn
 
+from dltrain.callback import Callback
 from dltrain.errors import ConfigError
 from dltrain.registry import REGULARIZERS
+
+if TYPE_CHECKING:
+    from dltrain.built_run import BuiltRun, FitState
 
 
 @REGULARIZERS.register("l1")
@@ -72,7 +76,7 @@ class GradClip:
 
 @REGULARIZERS.register("early_stopping")
 @dataclass
-class EarlyStopping:
+class EarlyStopping(Callback):
     """Stops training when `monitor` has not improved by min_delta for `patience` validations."""
 
     monitor: str = "val/loss"
@@ -99,11 +103,18 @@ class EarlyStopping:
             self.bad_epochs += 1
         return self.bad_epochs >= self.patience
 
-    def state_dict(self) -> dict[str, float]:
+    def on_validation_end(self, run: BuiltRun, state: FitState, metrics: dict[str, float]) -> None:
+        if self.should_stop(metrics):
+            state.should_stop = state.stopped_early = True
+            state.stop_reason = (
+                f"early stopping: {self.monitor} did not improve for {self.patience} validations"
+            )
+
+    def state_dict(self) -> dict[str, Any]:
         """What a checkpoint needs to resume the patience count."""
         return {"best": self.best, "bad_epochs": self.bad_epochs}
 
-    def load_state_dict(self, state: dict[str, float]) -> None:
+    def load_state_dict(self, state: Any) -> None:
         """Resume the patience count."""
         self.best, self.bad_epochs = float(state["best"]), int(state["bad_epochs"])
 

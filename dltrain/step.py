@@ -1,8 +1,9 @@
-"""How each training step runs (StepContext) and when a run has diverged (DivergenceCheck)."""
+"""How each training step runs (StepContext, its parts) and when a run has diverged."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -67,8 +68,11 @@ class StepContext:
     scaler: torch.amp.GradScaler | None = None  # float16 only
     l1: L1 | None = None
     grad_clip: GradClip | None = None
-    schedule: Schedule | None = None  # stepped here only when it is per-batch
+    schedule: Schedule | None = None  # the run's; stepped by its callback
     log_every_n_steps: int = 10
+    accumulate: int = 1  # batches whose gradients add up to one optimiser step
+    window_samples: int = 0  # samples of a whole accumulation window on this rank
+    augment: bool = True  # training batches go through the augmentation (off to overfit)
     reconstruct: bool = False  # the target is the (transformed) input itself
     world: World = field(default_factory=World)  # the ranks that share each step and split
     divergence: DivergenceCheck = field(default_factory=DivergenceCheck)
@@ -86,3 +90,43 @@ class StepContext:
             return model(x)  # no torch.autocast at all: even disabled it costs time every step
         with torch.autocast(self.device.type, dtype=self.amp_dtype):
             return model(x).float()  # the loss runs outside autocast: some are unsafe in fp16
+
+
+def loss_of(loss_fn: nn.Module, out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, bool]:
+    """(the loss, whether the outputs were finite): a loss that rejects NaN inputs gives NaN.
+
+    Some losses raise on non-finite inputs (BCE after a sigmoid of NaN); the NaN loss instead
+    reaches every rank through the loss all-reduce, so all stop as diverged at the same step.
+    """
+    try:
+        return loss_fn(out, y), True
+    except RuntimeError:
+        if bool(torch.isfinite(out).all()):
+            raise
+        return out.new_full((), float("nan")), False
+
+
+def backward(objective: torch.Tensor, scaler: torch.amp.GradScaler | None) -> None:
+    """Gradients of `objective`, added to what the parameters hold (scaled with float16)."""
+    (scaler.scale(objective) if scaler else objective).backward()
+
+
+def optimizer_step(
+    optimizer: torch.optim.Optimizer, params: Sequence[torch.Tensor], context: StepContext
+) -> torch.Tensor | None:
+    """Clip, step the optimizer, clear the gradients; the gradient norm if clipped by norm.
+
+    With float16 the GradScaler unscales before clipping, and skips steps with inf gradients.
+    """
+    scaler, grad_norm = context.scaler, None
+    if context.grad_clip:
+        if scaler:
+            scaler.unscale_(optimizer)
+        grad_norm = context.grad_clip.clip(params)
+    if scaler:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return grad_norm

@@ -99,6 +99,10 @@ def fit_and_test(built: BuiltRun, state: FitState, started: float) -> dict[str, 
                 files.save_json_atomic(summary, built.run_dir / "metrics.json")
             except files.SaveError as e:  # a full disk: the error that got here counts
                 log.error(f"no metrics.json: {e}")
+        try:
+            built.callbacks.fire("teardown", built, state)
+        except Exception as e:  # cleanup: the run's own outcome (or error) is what counts
+            log.error(f"a callback's teardown failed: {type(e).__name__}: {e}")
         built.tracker.close()
     return summary
 
@@ -126,23 +130,30 @@ def resumed_config(cfg: DictConfig, saved: DictConfig, path: Path) -> DictConfig
 
 
 def test_best(built: BuiltRun, state: FitState) -> dict[str, Any]:
-    """Restore the best weights, test them, save model.pt and log the final metrics.
+    """Restore the best epoch (weights and callbacks), test it, save model.pt, log the metrics.
 
+    What is tested and saved is `built.evaluated`: the weights, or a callback's average of them.
     Every rank evaluates its share (the metrics are gathered); rank 0 alone writes and draws.
     """
-    main = built.world.main
+    main, world = built.world.main, built.world
+    states = None
     if main:
         best = checkpoints.load_checkpoint(built.run_dir / "checkpoints" / "best.pt")
         built.model.load_state_dict(best["model"])
-        files.save_torch(built.model.state_dict(), built.run_dir / "model.pt")
-        files.save_safetensors(built.model.state_dict(), built.run_dir / "model.safetensors")
-    built.world.broadcast_state(built.model)  # rank 0 read best.pt: the others need not see it
+        states = best.get("callbacks") or {}
+    world.broadcast_state(built.model)  # rank 0 read best.pt: the others need not see it
+    # The best epoch's averaged weights, if a callback averages them (the same on every rank).
+    built.callbacks.load_state_dict(world.broadcast_object(states), evaluating_only=True)
+    final_model = built.evaluated
+    if main:
+        files.save_torch(final_model.state_dict(), built.run_dir / "model.pt")
+        files.save_safetensors(final_model.state_dict(), built.run_dir / "model.safetensors")
     final = {k: v for k, v in state.best_metrics.items() if k.startswith("val/")}
     matrices, scored = {}, {}
     task = built.data.meta.task
     if "test" in built.batches:
         test, *scored["test"] = evaluate(
-            built.model, built.batches["test"], built.loss_fn, built.context, task, "test"
+            final_model, built.batches["test"], built.loss_fn, built.context, task, "test"
         )
         final.update(test)
         built.tracker.scalars(test, state.step)
@@ -155,11 +166,12 @@ def test_best(built: BuiltRun, state: FitState) -> dict[str, Any]:
             if split in built.batches:
                 batches = built.batches[split]
                 _, *scored[split] = evaluate(
-                    built.model, batches, built.loss_fn, built.context, task, ""
+                    final_model, batches, built.loss_fn, built.context, task, ""
                 )
         if main:
             visuals.roc_figure(built, scored, state.step)
     log_final(built, state, final)
+    built.callbacks.fire("on_test_end", built, state, final)
     return {
         "metrics": final,
         "last_metrics": state.last_metrics,

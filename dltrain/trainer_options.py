@@ -41,6 +41,14 @@ class TrainerOptions:
     strategy: Literal["auto", "ddp"] = "auto"  # auto: DDP whenever more than one process trains
     oversubscribe: bool = False  # allow more CPU processes (devices) than this process's CPUs
     divergence_threshold: float = 1e4  # a loss this many times the first step's has diverged
+    accumulate_grad_batches: int = 1  # batches whose gradients make one optimiser step
+    keep_best_k: int = 0  # also keep the K best epochs by `monitor` as checkpoints/epoch<N>_...pt
+    limit_train_batches: int | float = 1.0  # batches per epoch: a count, or a fraction (1.0: all)
+    limit_val_batches: int | float = 1.0
+    limit_test_batches: int | float = 1.0
+    overfit_batches: int | float = 0  # train (and judge) on the same first batches: no shuffle
+    max_steps: int | None = None  # stop after this many optimiser steps (null: epochs decide)
+    val_every_n_epochs: int = 1  # validate every N epochs (and after the last)
 
     def __post_init__(self) -> None:
         minimums = {
@@ -53,6 +61,9 @@ class TrainerOptions:
             "keep_checkpoints": 0,
             "devices": 1,
             "num_nodes": 1,
+            "accumulate_grad_batches": 1,
+            "keep_best_k": 0,
+            "val_every_n_epochs": 1,
         }
         problems = [
             f"trainer.{key}: must be at least {low}, got {getattr(self, key)}"
@@ -66,6 +77,9 @@ class TrainerOptions:
                 "trainer.divergence_threshold: must be >= 0 (0: stop on non-finite losses only), "
                 f"got {self.divergence_threshold}"
             )
+        if self.max_steps is not None and self.max_steps < 1:
+            problems.append(f"trainer.max_steps: must be at least 1 or null, got {self.max_steps}")
+        problems += self._subset_problems()
         self.precision = str(self.precision)
         if self.precision not in PRECISIONS:
             problems.append(
@@ -74,6 +88,37 @@ class TrainerOptions:
             )
         if problems:
             raise ConfigError(problems)
+
+    def _subset_problems(self) -> list[str]:
+        """limit_*_batches and overfit_batches: a count >= 1 or a fraction in (0, 1]."""
+        problems = []
+        subsets = {k: getattr(self, k) for k in SUBSETS}
+        for key, value in subsets.items():
+            if key == "overfit_batches" and value == 0:
+                continue  # off
+            whole = isinstance(value, int) and value >= 1
+            if not (whole or isinstance(value, float) and 0 < value <= 1):
+                off = " (0: off)" if key == "overfit_batches" else ""
+                problems.append(
+                    f"trainer.{key}: a number of batches (1, 2, ...) or a fraction in (0, 1] "
+                    f"of them{off}, got {value}"
+                )
+        if self.overfit_batches and self.limit_train_batches != 1.0:
+            problems.append(
+                "trainer.overfit_batches and trainer.limit_train_batches: choose one (overfit "
+                "takes the same first batches every epoch, limit a fresh shuffled few)"
+            )
+        return problems
+
+
+SUBSETS = ("limit_train_batches", "limit_val_batches", "limit_test_batches", "overfit_batches")
+
+
+def subset_size(option: int | float, batches: int) -> int | None:
+    """The batches a subset option leaves of `batches` (None: all of them)."""
+    if isinstance(option, float):
+        return None if option >= 1 else max(1, int(batches * option))
+    return min(option, batches)
 
 
 def usable_cpus() -> int:

@@ -50,44 +50,49 @@ def save(built: BuiltRun, state: FitState, name: str, keep: int = 0) -> None:
     """
     if not built.world.main:
         return
-    early_stopping = built.regularizers.get("early_stopping")
-    schedule, scaler = built.context.schedule, built.context.scaler
     folder = built.run_dir / "checkpoints"
     built.tracker.flush()  # what was logged up to this step survives a kill, as the weights do
-    save_torch(
-        {
-            "model": built.model.state_dict(),
-            "optimizer": built.optimizer.state_dict(),
-            "scheduler": schedule.scheduler.state_dict() if schedule else None,
-            "scaler": scaler.state_dict() if scaler else None,
-            "epoch": state.epoch,  # completed epochs
-            "step": state.step,
-            "progress": asdict(state.progress),  # of the epoch under way, if mid-epoch
-            "batches": built.batches["train"].state_dict(),  # its order and position
-            "best": {
-                "monitor": built.trainer.monitor,
-                "mode": built.trainer.monitor_mode,
-                "value": state.best_value,
-                "epoch": state.best_epoch,
-                "metrics": state.best_metrics,
-            },
-            "last_metrics": state.last_metrics,
-            "loss_reference": built.context.divergence.reference,
-            "early_stopping": early_stopping.state_dict() if early_stopping else None,
-            "rng": rng_states(),
-            "config": OmegaConf.to_container(built.cfg, resolve=True),
-            "data_meta": built.data.meta.to_dict(),
-            "world_size": built.world.size,  # informative: any number of ranks may resume
-            "dltrain_version": __version__,
-        },
-        folder / name,
-    )
+    save_torch(checkpoint(built, state), folder / name)
     if keep > 0:
-        kept = folder / f"step-{state.step:08d}.pt"
-        kept.unlink(missing_ok=True)
-        os.link(folder / name, kept)  # the same file under a second name: no second write
+        link(folder, name, f"step-{state.step:08d}.pt")
         for old in sorted(folder.glob("step-*.pt"))[:-keep]:
             old.unlink()
+
+
+def checkpoint(built: BuiltRun, state: FitState) -> dict[str, Any]:
+    """The checkpoint of the run as it stands."""
+    schedule, scaler = built.context.schedule, built.context.scaler
+    return {
+        "model": built.model.state_dict(),
+        "optimizer": built.optimizer.state_dict(),
+        "scheduler": schedule.scheduler.state_dict() if schedule else None,
+        "scaler": scaler.state_dict() if scaler else None,
+        "epoch": state.epoch,  # completed epochs
+        "step": state.step,
+        "progress": asdict(state.progress),  # of the epoch under way, if mid-epoch
+        "batches": built.batches["train"].state_dict(),  # its order and position
+        "best": {
+            "monitor": built.trainer.monitor,
+            "mode": built.trainer.monitor_mode,
+            "value": state.best_value,
+            "epoch": state.best_epoch,
+            "metrics": state.best_metrics,
+        },
+        "last_metrics": state.last_metrics,
+        "loss_reference": built.context.divergence.reference,
+        "callbacks": built.callbacks.state_dict(),  # early stopping, top-k, EMA, ...
+        "rng": rng_states(),
+        "config": OmegaConf.to_container(built.cfg, resolve=True),
+        "data_meta": built.data.meta.to_dict(),
+        "world_size": built.world.size,  # informative: any number of ranks may resume
+        "dltrain_version": __version__,
+    }
+
+
+def link(folder: Path, existing: str, name: str) -> None:
+    """checkpoints/<name> as a second name of checkpoints/<existing>: no second write."""
+    (folder / name).unlink(missing_ok=True)
+    os.link(folder / existing, folder / name)
 
 
 def restore(built: BuiltRun, state: FitState, saved: dict[str, Any], path: Path) -> None:
@@ -108,8 +113,10 @@ def _restore(built: BuiltRun, state: FitState, saved: dict[str, Any]) -> None:
         built.context.schedule.scheduler.load_state_dict(saved["scheduler"])
     if built.context.scaler is not None and saved["scaler"] is not None:
         built.context.scaler.load_state_dict(saved["scaler"])
-    if (early_stopping := built.regularizers.get("early_stopping")) and saved["early_stopping"]:
-        early_stopping.load_state_dict(saved["early_stopping"])
+    states = dict(saved.get("callbacks") or {})
+    if saved.get("early_stopping") and "early_stopping" not in states:  # dltrain 0.1's place
+        states["early_stopping"] = saved["early_stopping"]
+    built.callbacks.load_state_dict(states)
     best = saved["best"]
     state.epoch, state.step = saved["epoch"], saved["step"]
     if state.epoch < 0 or state.step < 0:

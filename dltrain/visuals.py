@@ -12,25 +12,34 @@ import torch
 from sklearn import metrics as skm
 from torch.utils.data import Dataset
 
+from dltrain.callback import Callback
 from dltrain.data.batches import samples
 from dltrain.metrics import confusion_matrix, predictions, probabilities
 from dltrain.modalities.lookup import modality_of
 from dltrain.tracking.figures import markdown_matrix, pyplot
 
 if TYPE_CHECKING:
-    from dltrain.built_run import BuiltRun
+    from dltrain.built_run import BuiltRun, FitState
 
 RECONSTRUCTIONS = 8  # fixed test images shown with their reconstructions every epoch
 LATENT_POINTS = 2000  # test samples sent to the embedding projector
 
 
-def epoch_visuals(built: BuiltRun, step: int, epoch: int) -> None:
-    """Weight histograms when due; for autoencoders of pictures, originals above reconstructions."""
-    every = built.trainer.histogram_every_n_epochs
-    if every and epoch % every == 0:
-        built.tracker.histograms(built.model, step)
-    if built.context.reconstruct and modality_of(built.data.meta).shows_images:
-        reconstructions(built, step)
+class EpochVisuals(Callback):
+    """After each epoch (rank 0): weight histograms when due; for autoencoders of pictures,
+    originals above their reconstructions."""
+
+    def on_epoch_end(self, run: BuiltRun, state: FitState, metrics: dict[str, float]) -> None:
+        every = run.trainer.histogram_every_n_epochs
+        if every and state.epoch % every == 0:
+            run.tracker.histograms(run.model, state.step)
+        if shows_reconstructions(run):
+            reconstructions(run, state.step)
+
+
+def shows_reconstructions(built: BuiltRun) -> bool:
+    """Whether the run reconstructs pictures (an autoencoder of images)."""
+    return built.context.reconstruct and modality_of(built.data.meta).shows_images
 
 
 def test_visuals(
@@ -100,8 +109,9 @@ def reconstructions(built: BuiltRun, step: int) -> None:
     x = built.context.inputs(
         samples(dataset, list(range(min(RECONSTRUCTIONS, len(dataset))))), False
     )
-    built.model.eval()
-    rebuilt = built.context.forward(built.model, x)
+    model = built.evaluated
+    model.eval()
+    rebuilt = built.context.forward(model, x)
     pictures = modality.pictures(torch.cat([x.float(), rebuilt]))
     built.tracker.images("reconstruction/test", pictures, step, len(x))
 
@@ -112,8 +122,9 @@ def latent_space(built: BuiltRun, step: int) -> None:
     dataset = evaluation_split(built)
     index = list(range(min(LATENT_POINTS, len(dataset))))
     stored = samples(dataset, index)
-    built.model.eval()
-    codes = built.model.encode(built.context.inputs(stored, False)).float().cpu()
+    model = built.evaluated
+    model.eval()
+    codes = model.encode(built.context.inputs(stored, False)).float().cpu()
     labels = [dataset[i][1] for i in index]
     names = class_labels(built)
     text = [names[int(y)] if names else f"{float(y):g}" for y in labels]

@@ -8,7 +8,7 @@ the ranks is dltrain.launch's; joining the group a launcher described is here.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -70,6 +70,17 @@ class World:
         box = [obj]
         dist.broadcast_object_list(box, src=0)
         return box[0]
+
+    def average(self, tensors: Iterable[torch.Tensor]) -> None:
+        """Each tensor averaged over the ranks (in place)."""
+        if self.size > 1:
+            for tensor in tensors:
+                dist.all_reduce(tensor)
+                tensor.div_(self.size)
+
+    def average_gradients(self, params: Iterable[torch.Tensor]) -> None:
+        """The gradients averaged over the ranks, as DDP's all-reduce does."""
+        self.average(p.grad for p in params if p.grad is not None)
 
     def broadcast_state(self, module: nn.Module) -> None:
         """Give every rank rank 0's weights and buffers (in place)."""

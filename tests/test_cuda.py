@@ -20,6 +20,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from dltrain import checkpoints
 from dltrain.build.run import build_run
+from dltrain.built_run import FitState
 from dltrain.evaluation import main as eval_main
 from dltrain.export import main as export_main
 from dltrain.loop import train_one_epoch
@@ -72,7 +73,7 @@ def test_in_memory_data_lives_on_the_gpu_and_is_not_copied_per_batch(tmp_path: P
     assert images.is_cuda and images.dtype == torch.uint8 and labels.is_cuda  # stored as uint8
 
     def epoch() -> None:
-        args = (built.trained, batches, built.loss_fn, built.optimizer, 0, built.context)
+        args = (built.trained, batches, built.loss_fn, built.optimizer, FitState(), built.context)
         train_one_epoch(*args, lambda values, step: None)
         torch.cuda.synchronize()
 

@@ -19,6 +19,7 @@ from torch.utils.data import TensorDataset
 
 from dltrain import launch
 from dltrain import world as ranks
+from dltrain.built_run import FitState
 from dltrain.checkpoints import load
 from dltrain.config import check_config
 from dltrain.data.batches import LoaderBatches, TensorBatches, TokenBatches, TokenDataset
@@ -158,7 +159,8 @@ def _diverging_rank(rank: int, port: int, steps: dict) -> None:
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     context = StepContext(device=torch.device("cpu"), world=ranks.current())
     try:
-        train_one_epoch(model, batches, nn.CrossEntropyLoss(), optimizer, 0, context, print)
+        loss_fn, state = nn.CrossEntropyLoss(), FitState()
+        train_one_epoch(model, batches, loss_fn, optimizer, state, context, print)
     except DivergedError as e:
         steps[rank] = e.step
     dist.destroy_process_group()

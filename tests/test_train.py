@@ -10,6 +10,7 @@ from torch.utils.data import TensorDataset
 
 from dltrain import checkpoints, training_state
 from dltrain.build.model import build_model
+from dltrain.built_run import FitState
 from dltrain.data.batches import TensorBatches
 from dltrain.data.splits import DataMeta
 from dltrain.errors import ConfigError
@@ -274,4 +275,4 @@ def test_non_finite_outputs_under_bce_are_divergence_not_a_torch_error() -> None
     with pytest.raises(
         DivergedError, match=r"the model's outputs became NaN or infinite at step \d"
     ):
-        train_one_epoch(model, batches, loss, optimizer, 0, context, lambda *a: None)
+        train_one_epoch(model, batches, loss, optimizer, FitState(), context, lambda *a: None)

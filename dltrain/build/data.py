@@ -14,7 +14,7 @@ from dltrain.data.user import as_data_splits
 from dltrain.errors import ConfigError
 from dltrain.modalities.lookup import settle_modality
 from dltrain.registry import DATASETS
-from dltrain.trainer_options import TrainerOptions
+from dltrain.trainer_options import TrainerOptions, subset_size
 from dltrain.world import World
 
 
@@ -31,13 +31,18 @@ def build_data(cfg: DictConfig) -> DataSplits:
 def build_batches(
     data: DataSplits, trainer: TrainerOptions, device: torch.device, world: World
 ) -> dict[str, Any]:
-    """A batch iterator per split ("train", and "val"/"test" when present), sharded by rank."""
+    """A batch iterator per split ("train", and "val"/"test" when present), sharded by rank.
+
+    The debug subsets apply here: limit_*_batches, and overfit_batches (the same first training
+    batches every epoch, unshuffled; val and test as many).
+    """
     splits = {"train": data.train, "val": data.val, "test": data.test}
-    return {
+    overfit = trainer.overfit_batches
+    batches = {
         name: make_batches(
             dataset,
             trainer.batch_size,
-            name == "train",
+            name == "train" and not overfit,
             trainer.seed,
             trainer.num_workers,
             device,
@@ -47,3 +52,7 @@ def build_batches(
         for name, dataset in splits.items()
         if dataset is not None
     }
+    for name, split in batches.items():
+        option = overfit or getattr(trainer, f"limit_{name}_batches")
+        split.limit(subset_size(option, len(split)), pad=name == "train" or None)
+    return batches

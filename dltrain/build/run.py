@@ -10,6 +10,7 @@ import torch
 from omegaconf import DictConfig
 from rich.console import Console
 
+from dltrain.build.callbacks import build_callbacks
 from dltrain.build.data import build_batches, build_data
 from dltrain.build.model import build_model, place_model
 from dltrain.build.optimisation import build_loss, build_optimizer, build_schedule
@@ -34,7 +35,8 @@ def build_run(
     resume_step: int | None = None,
     world: World | None = None,
 ) -> BuiltRun:
-    """Validate the config, then build data, model, loss, optimizer, schedule and tracker."""
+    """Validate the config, then build data, model, loss, optimizer, schedule, callbacks and
+    tracker."""
     world = world or World()
     check_config(cfg)
     trainer = TrainerOptions(**options(cfg.trainer))
@@ -54,8 +56,10 @@ def build_run(
     loss_fn = build_loss(cfg, device)
     optimizer = build_optimizer(cfg, model, regularizers)
     batches = build_batches(data, trainer, device, world)
-    schedule = build_schedule(cfg, optimizer, trainer.epochs, len(batches["train"]))
+    steps_per_epoch = -(-len(batches["train"]) // trainer.accumulate_grad_batches)
+    schedule = build_schedule(cfg, optimizer, trainer.epochs, steps_per_epoch)
     context = build_step_context(trainer, data.meta, regularizers, schedule, device, world)
+    callbacks = build_callbacks(cfg, trainer, model, regularizers, schedule, world)
     tracker = start_run_dir(cfg, run_dir, data, console, resume_step) if world.main else None
     log.info(f"run dir {run_dir} | {where(device, world, ddp)} | {what(cfg, model, data)}")
     return BuiltRun(
@@ -71,6 +75,7 @@ def build_run(
         run_dir=run_dir,
         tracker=tracker or Tracker.silent(),
         ddp=ddp,
+        callbacks=callbacks,
     )
 
 

@@ -29,15 +29,26 @@ class Resumable:
         self, n: int, batch_size: int, shuffle: bool, seed: int, rank: int = 0, world_size: int = 1
     ):
         self.n, self.batch_size, self.shuffle = n, batch_size, shuffle
+        self.pad = shuffle  # training passes are padded so that every rank steps as often
         self.rank, self.world_size = rank, world_size
         self.generator = torch.Generator().manual_seed(seed)
         self.epoch_start = self.generator.get_state()
         self.position = 0  # samples of the current pass handed out on all ranks (or skipped)
         self.skip = 0  # samples to leave out at the start of the next pass (resume)
+        self.end = n  # samples of the order a pass covers (fewer with a limit)
+
+    def limit(self, batches: int | None, pad: bool | None = None) -> None:
+        """Cover only the first `batches` steps of every pass (debug subsets); `pad`: pad the
+        ranks' shares as training does (an unshuffled pass to overfit)."""
+        if pad is not None:
+            self.pad = pad
+        steps = self.batch_size * self.world_size
+        self.end = self.n if batches is None else min(self.n, batches * steps)
 
     def __len__(self) -> int:
         """Batches in a whole pass on this rank."""
-        per_rank = -(-self.n // self.world_size) if self.shuffle else self._unpadded(self.n)
+        n = self.end
+        per_rank = -(-n // self.world_size) if self.pad else self._unpadded(n)
         return -(-per_rank // self.batch_size)
 
     def _unpadded(self, n: int) -> int:
@@ -46,7 +57,11 @@ class Resumable:
     @property
     def exhausted(self) -> bool:
         """Whether the current pass has handed out all its samples."""
-        return self.position >= self.n
+        return self.position >= self.end
+
+    def end_pass(self) -> None:
+        """Count the current pass as done (training stopped inside it)."""
+        self.position = self.end
 
     def begin(self) -> torch.Tensor:
         """This pass's sample order (the same on every rank); remembers the pass start."""
@@ -60,13 +75,13 @@ class Resumable:
         size = self.world_size
         if size == 1:
             return order
-        if self.shuffle and len(order) % size:
+        if self.pad and len(order) % size:
             order = torch.cat([order, order[torch.arange(size - len(order) % size) % len(order)]])
         return order[self.rank :: size]
 
     def advance(self) -> None:
         """One step of every rank was handed out."""
-        self.position = min(self.n, self.position + self.batch_size * self.world_size)
+        self.position = min(self.end, self.position + self.batch_size * self.world_size)
 
     def state_dict(self) -> dict[str, torch.Tensor | int]:
         """Where the current pass started and how far it got (a finished pass: the next one)."""
@@ -106,13 +121,13 @@ class TensorBatches(Resumable):
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         order = self.begin()
         if not self.shuffle and self.world_size == 1:  # slices: no copy
-            for start in range(self.position, self.n, self.batch_size):
+            for start in range(self.position, self.end, self.batch_size):
                 self.advance()
                 yield tuple(t[start : start + self.batch_size] for t in self.tensors)
             return
         # The order is drawn on the CPU (the same on every device) and copied over once per pass:
         # a copy per batch would make the GPU wait on the host at every step.
-        shard = self.shard(order[self.position :]).to(self.tensors[0].device)
+        shard = self.shard(order[self.position : self.end]).to(self.tensors[0].device)
         for index in shard.split(self.batch_size):
             self.advance()
             yield tuple([t.index_select(0, index) for t in self.tensors])  # half of t[index]'s cost
@@ -164,8 +179,8 @@ class TokenBatches(Resumable):
         if self.shuffle:
             steps = [steps[i] for i in torch.randperm(len(steps), generator=self.generator)]
         first = -(-self.position // per_step)
-        self.position = min(self.n, first * per_step)
-        for index in steps[first:]:
+        self.position = min(self.end, first * per_step)
+        for index in steps[first : -(-self.end // per_step)]:
             self.advance()
             index = self.shard(index)
             if len(index):  # an evaluation pass's last step may leave a rank nothing
@@ -200,7 +215,7 @@ class LoaderBatches(Resumable):
 
     def __iter__(self) -> Iterator:
         order = self.begin()
-        self.sampler.indices = self.shard(order[self.position :]).tolist()
+        self.sampler.indices = self.shard(order[self.position : self.end]).tolist()
         for batch in self.loader:
             self.advance()
             yield batch

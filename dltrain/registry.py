@@ -8,6 +8,7 @@ values its builders may ask for, which the caller passes and a config cannot set
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 import sys
 from collections.abc import Callable, Iterable, Mapping
@@ -215,6 +216,13 @@ def import_target(spec: Any, path: str) -> Callable[..., Any]:
         ) from None
     if not callable(target):
         raise ConfigError(f"{path}: '{spec}' is a {type(target).__name__}, not a callable")
+    try:
+        inspect.signature(target)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"{path}: '{spec}' has no signature to check options against (a builtin); wrap it "
+            "in a Python function or class"
+        ) from None
     return target
 
 

@@ -61,7 +61,7 @@ def train_one_epoch(
         progress.add(value, n)
         window_samples += len(y)
         if stepping:
-            logged_lr = step(optimizer, params, state, context, log_scalars, logged_lr)
+            logged_lr = take_step(optimizer, params, state, context, log_scalars, logged_lr)
             pending = window_samples = 0
             if after_step is not None:
                 after_step()
@@ -73,13 +73,13 @@ def train_one_epoch(
         for p in params:
             if p.grad is not None:
                 p.grad.mul_(context.window_samples / window_samples)
-        step(optimizer, params, state, context, log_scalars, logged_lr)
+        take_step(optimizer, params, state, context, log_scalars, logged_lr)
         if after_step is not None:
             after_step()
     return progress.loss_sum / max(progress.samples, 1)
 
 
-def step(
+def take_step(
     optimizer: torch.optim.Optimizer,
     params: list[torch.Tensor],
     state: FitState,

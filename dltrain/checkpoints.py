@@ -56,7 +56,16 @@ def load_checkpoint(path: Path, training: bool = False) -> dict[str, Any]:
         what = "training " if training else ""
         raise ConfigError(f"{path} is not a dltrain {what}checkpoint: {'; '.join(problems)}")
     check_weights(saved["model"], path)
+    if saved.get("evaluated") is not None:
+        if not isinstance(saved["evaluated"], dict):
+            raise ConfigError(f"{path}: its evaluated weights are not a state_dict")
+        check_weights(saved["evaluated"], path)
     return saved
+
+
+def evaluated_weights(saved: dict[str, Any]) -> dict[str, Any]:
+    """The weights a checkpoint's run validated and tested: averaged ones (EMA, SWA), if any."""
+    return saved["evaluated"] if saved.get("evaluated") is not None else saved["model"]
 
 
 def check_weights(state: dict[Any, Any], path: Path) -> None:

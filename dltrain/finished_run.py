@@ -76,7 +76,8 @@ def load_run(
     check_config(cfg, check_files=False)
     meta = checkpoints.saved_meta(saved["data_meta"], path)
     context = step_context(cfg, meta)
-    model = rebuild_model(cfg, meta, saved["model"]).to(context.device)
+    weights = checkpoints.evaluated_weights(saved)
+    model = rebuild_model(cfg, meta, weights).to(context.device)
     if cfg.trainer.get("channels_last"):
         model = model.to(memory_format=torch.channels_last)
     run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent

@@ -62,8 +62,11 @@ def save(built: BuiltRun, state: FitState, name: str, keep: int = 0) -> None:
 def checkpoint(built: BuiltRun, state: FitState) -> dict[str, Any]:
     """The checkpoint of the run as it stands."""
     schedule, scaler = built.context.schedule, built.context.scaler
+    evaluated = built.evaluated
     return {
         "model": built.model.state_dict(),
+        # what validation judged and eval / predict / export load: averaged weights, if any
+        "evaluated": None if evaluated is built.model else evaluated.state_dict(),
         "optimizer": built.optimizer.state_dict(),
         "scheduler": schedule.scheduler.state_dict() if schedule else None,
         "scaler": scaler.state_dict() if scaler else None,

@@ -76,7 +76,8 @@ class SWA(Callback):
     trainer.epochs) the learning rate anneals to `lr` over `anneal_epochs` (SWALR; null: the
     lr it has then) and every epoch's final weights join an equal-weight average. The run's own
     schedule steps until then. Before the average is validated or tested, its BatchNorm
-    statistics are recomputed over the training data (update_bn; models without BatchNorm skip)."""
+    statistics are recomputed over the training data (update_bn, after every averaged epoch;
+    models without BatchNorm skip it)."""
 
     def __init__(
         self,
@@ -115,6 +116,8 @@ class SWA(Callback):
     def on_fit_start(self, run: BuiltRun, state: FitState) -> None:
         if state.epoch >= self.start - 1:  # resumed at or inside the averaging epochs
             self._start_annealing(run)
+        if self.averages and not self._statistics_fresh:  # on every rank: it all-reduces
+            self._update_statistics(run)
 
     def on_step_end(self, run: BuiltRun, state: FitState) -> None:
         if self.base is not None and state.epoch + 1 < self.start:
@@ -124,7 +127,7 @@ class SWA(Callback):
         if state.epoch >= self.start:
             self.averaged.update_parameters(run.model)
             self.averages += 1
-            self._statistics_fresh = False
+            self._update_statistics(run)  # now, on every rank: checkpoints (rank 0) read them
 
     def on_epoch_end(self, run: BuiltRun, state: FitState, metrics: dict[str, float]) -> None:
         if state.epoch >= self.start:
@@ -152,7 +155,7 @@ class SWA(Callback):
     def evaluation_model(self, run: BuiltRun) -> nn.Module | None:
         if not self.averages:
             return None
-        if not self._statistics_fresh:
+        if not self._statistics_fresh:  # a state just loaded (on every rank: the final test)
             self._update_statistics(run)
         return self.averaged.module
 
@@ -167,9 +170,12 @@ class SWA(Callback):
             )  # fmt: skip
         inputs = (run.context.inputs(batch[0], train=False) for batch in self._statistics_batches)
         module = self.averaged.module
+        norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        if not norms:
+            self._statistics_fresh = True
+            return
         with torch.no_grad():
             update_bn(inputs, module)
-        norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
         world.average(t for m in norms for t in (m.running_mean, m.running_var) if t is not None)
         self._statistics_fresh = True
 

@@ -72,6 +72,28 @@ def test_two_ranks_match_one_rank_with_the_same_global_batch(tmp_path: Path) -> 
 
 
 @pytest.mark.slow
+def test_two_ranks_accumulating_match_one_rank_with_the_window_as_its_batch(
+    tmp_path: Path,
+) -> None:
+    # 480 training samples: 7 windows of 2 ranks x 2 x 16 and a last of one batch per rank,
+    # whose gradients are averaged by hand (its batch ran without DDP's all-reduce).
+    blobs = ["dataset.n_samples=686", "callbacks=[ema]", "callbacks.ema.decay=0.5"]
+    accumulating = [
+        "trainer.devices=2",
+        "trainer.batch_size=16",
+        "trainer.accumulate_grad_batches=2",
+    ]
+    two = launch.run(ddp_cfg(*blobs, *accumulating), tmp_path / "two")
+    one = run(ddp_cfg(*blobs, "trainer.batch_size=64"), tmp_path / "one")
+    assert two["steps"] == one["steps"] == 2 * 8
+    weights_two, weights_one = (load(tmp_path / d / "model.pt") for d in ("two", "one"))
+    for name, tensor in weights_one.items():  # the EMA of the weights, both ways
+        torch.testing.assert_close(weights_two[name], tensor, atol=1e-5, rtol=1e-5)
+    for key, value in one["metrics"].items():
+        assert two["metrics"][key] == pytest.approx(value, abs=1e-5), key
+
+
+@pytest.mark.slow
 def test_one_command_starts_the_ranks_in_one_run_dir(tmp_path: Path) -> None:
     ddp = ["trainer.devices=2", "trainer.strategy=ddp", "trainer.epochs=1"]
     result = dltrain(tmp_path, *BLOBS, *ddp, timeout=180)

@@ -30,21 +30,32 @@ RECIPE = [
     "model.hidden_sizes=[32]",
 ]
 STEPS = 2 * 158
+# EMA with warm-up and windows of 3 batches: 53 optimiser steps per epoch (the last of 2 batches).
+AVERAGED = [
+    *RECIPE,
+    "callbacks=[ema]",
+    "callbacks.ema.warmup=true",
+    "trainer.accumulate_grad_batches=3",
+]
 
 
-@pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    run_dir = tmp_path_factory.mktemp("uninterrupted")
-    result = dltrain(run_dir, *RECIPE, f"hydra.run.dir={run_dir}")
+def run_through(run_dir: Path, recipe: list[str]) -> Path:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    result = dltrain(run_dir, *recipe, f"hydra.run.dir={run_dir}")
     assert result.returncode == 0, result.stderr
     return run_dir
 
 
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return run_through(tmp_path_factory.mktemp("uninterrupted"), RECIPE)
+
+
 def stop_mid_run(
-    run_dir: Path, sig: signal.Signals, after_step: int
+    run_dir: Path, sig: signal.Signals, after_step: int, recipe: list[str] = RECIPE
 ) -> subprocess.CompletedProcess:
     """Start the recipe, send `sig` once a checkpoint past `after_step` exists, wait for the end."""
-    process = start_command("dltrain", *RECIPE, f"hydra.run.dir={run_dir}", cwd=run_dir)
+    process = start_command("dltrain", *recipe, f"hydra.run.dir={run_dir}", cwd=run_dir)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:
         steps = [int(p.stem[5:]) for p in (run_dir / "checkpoints").glob("step-*.pt")]
@@ -85,6 +96,32 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(
     assert [e.value for e in events.Scalars("val/loss")] == [
         e.value for e in reference.Scalars("val/loss")
     ]
+
+
+@pytest.mark.slow
+def test_sigkill_inside_an_accumulation_window_with_ema_then_resume_is_bit_identical(
+    tmp_path: Path,
+) -> None:
+    reference = run_through(tmp_path / "uninterrupted", AVERAGED)
+    run_dir = tmp_path / "killed"
+    run_dir.mkdir()
+    killed = stop_mid_run(run_dir, signal.SIGKILL, after_step=20, recipe=AVERAGED)
+    assert killed.returncode == -signal.SIGKILL
+    saved = checkpoints.load(run_dir / "checkpoints" / "last.pt")
+    assert saved["epoch"] == 0 and saved["step"] % 10 == 0  # a window's end: it resumes there
+    assert dltrain(run_dir, f"resume={run_dir}").returncode == 0
+    for name in ("checkpoints/last.pt", "checkpoints/best.pt"):
+        assert same_weights(reference / name, run_dir / name)
+        ema, resumed = (
+            checkpoints.load(d / name)["callbacks"]["ema"] for d in (reference, run_dir)
+        )
+        assert ema["updates"] == resumed["updates"]
+        assert all(torch.equal(v, resumed["averaged"][k]) for k, v in ema["averaged"].items())
+    model, resumed_model = (checkpoints.load(d / "model.pt") for d in (reference, run_dir))
+    assert all(torch.equal(v, resumed_model[k]) for k, v in model.items())
+    events = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"scalars": 0})
+    events.Reload()
+    assert [e.step for e in events.Scalars("train/loss")] == list(range(1, 2 * 53 + 1))
 
 
 @pytest.mark.slow

@@ -138,6 +138,14 @@ def test_bad_options_are_one_line_config_errors(tmp_path: Path, option: str, mes
     assert not traces(tmp_path) and not profiler_enabled()
 
 
+def test_a_profiler_running_already_is_left_alone(tmp_path: Path) -> None:
+    with torch.profiler.profile() as outer:
+        run(compose_config(*FAST, *PROFILER, "trainer.max_steps=8"), tmp_path)
+        assert profiler_enabled()
+    assert not (tmp_path / "profile.txt").exists() and traces(tmp_path) == []
+    assert any(e.key == "aten::addmm" for e in outer.key_averages())
+
+
 def test_nothing_is_profiled_unless_selected(tmp_path: Path) -> None:
     run(compose_config(*FAST, "trainer.max_steps=2"), tmp_path)
     assert not (tmp_path / "profiler").exists() and not (tmp_path / "profile.txt").exists()

@@ -48,12 +48,12 @@ class Profiler(Callback):
         with_stack: bool = False,
         row_limit: int = 15,
     ):
-        least = {"wait": (wait, 0), "warmup": (warmup, 0), "active": (active, 1)}
-        least["row_limit"] = (row_limit, 1)
+        lowest = {"wait": 0, "warmup": 0, "active": 1, "row_limit": 1}
+        given = {"wait": wait, "warmup": warmup, "active": active, "row_limit": row_limit}
         if problems := [
-            f"callbacks.profiler.{name}: must be {bound} or more, got {value}"
-            for name, (value, bound) in least.items()
-            if value < bound
+            f"callbacks.profiler.{name}: must be {lowest[name]} or more, got {value}"
+            for name, value in given.items()
+            if value < lowest[name]
         ]:
             raise ConfigError(problems)
         self.wait, self.warmup, self.active, self.row_limit = wait, warmup, active, row_limit
@@ -91,7 +91,9 @@ class Profiler(Callback):
         self._running = ExitStack()
         self._running.enter_context(self._profiler)
 
-    def wrap_train_batches(self, batches: Iterable) -> TimedBatches:
+    def wrap_train_batches(self, batches: Iterable) -> Iterable:
+        if self._running is None:  # done (or never started): the epochs after cost nothing
+            return batches
         return TimedBatches(batches, self.times, self._timing, self._done)
 
     def _timing(self) -> bool:

@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from dltrain.composition import CONF_DIR
 from dltrain.registry import (
+    CALLBACKS,
     DATASETS,
     INITIALIZERS,
     LOSSES,
@@ -92,6 +93,15 @@ def test_regularization_and_trainer_show_their_defaults() -> None:
     found += differences("trainer/default.yaml", trainer, TrainerOptions)
     assert found == []
     assert set(trainer) == set(inspect.signature(TrainerOptions).parameters)  # all, once
+
+
+def test_callbacks_show_their_defaults() -> None:
+    found = []
+    for file in group_files("callbacks"):
+        for name, options in (OmegaConf.load(file) or {}).items():
+            if name != TARGET:  # its builder is whichever callable it names
+                found += differences(f"callbacks/{file.name}", options, CALLBACKS.get(name))
+    assert found == []
 
 
 def test_a_difference_is_found() -> None:

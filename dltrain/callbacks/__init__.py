@@ -3,4 +3,4 @@
 Importing this package registers the selectable ones (callbacks=[ema], [swa], [profiler]).
 """
 
-from dltrain.callbacks import averaging  # noqa: F401  (registers them)
+from dltrain.callbacks import averaging, profiler  # noqa: F401  (registers them)

@@ -21,6 +21,7 @@ NOT_SETTINGS = ("resume_sweep=", "resume=")  # how a job was started, not what i
 LOWER_IS_BETTER = ("loss", "mse", "rmse", "mae", "err", "perplexity", "time")
 KEPT = ("best_epoch", "epochs_completed", "seed", "monitor", "wall_time_s", "error")
 TAIL = ["best_epoch", "epochs", "seed", "monitor", "wall_time_s", "error", "path"]
+NOT_RUNS = ("lr_find.json",)  # folders of other commands that build a run (dltrain-lr-find)
 
 
 def find_runs(paths: Iterable[str | Path]) -> list[Path]:
@@ -34,6 +35,8 @@ def find_runs(paths: Iterable[str | Path]) -> list[Path]:
 
 
 def _is_run(d: Path) -> bool:
+    if any((d / marker).exists() for marker in NOT_RUNS):
+        return False
     hydra = (d / ".hydra" / "overrides.yaml").is_file()
     started = (d / "config.yaml").is_file() and (d / "tensorboard").is_dir()
     return (d / "metrics.json").is_file() or hydra or started

@@ -23,6 +23,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from dltrain.errors import ConfigError, did_you_mean
 from dltrain.launcher_env import node_rank
+from dltrain.other_names import dltrain_way
 from dltrain.run_dirs import RUN_MARKERS, SWEEP_MARKERS, holds_run
 
 _MISSING = object()
@@ -191,8 +192,9 @@ def unknown_options(group: str, value: object) -> list[str]:
         choices = [f"{folder}/{o}" if folder else o for o in options]
         if v not in choices:
             choices = choices or group_options(group)
+            hint = dltrain_way(group, v) or did_you_mean(v, choices)
             problems.append(
-                f"{group}={v}: no such {group} option.{did_you_mean(v, choices)} "
+                f"{group}={v}: no such {group} option.{hint} "
                 f"Available: {', '.join(choices)}"
             )
     return problems
@@ -207,7 +209,7 @@ def unknown_key(cfg: DictConfig, key: str) -> str | None:
     node = OmegaConf.select(cfg, parent) if parent else cfg
     siblings = list(node.keys()) if isinstance(node, DictConfig) else []
     where = f"in {parent}" if parent else "at the top level"
-    hint = did_you_mean(leaf, siblings, prefix=f"{parent}." if parent else "")
+    hint = dltrain_way(key) or did_you_mean(leaf, siblings, prefix=f"{parent}." if parent else "")
     return (
         f"{key}: no such key {where}.{hint} Keys there: {', '.join(map(str, siblings))}. "
         f"(To add a new key: +{key}=...)"

@@ -16,7 +16,7 @@ from dltrain.callback import Callback
 from dltrain.errors import ConfigError
 from dltrain.train import run
 
-from .helpers import FAST, compose_config, events
+from .helpers import FAST, compose_config, dltrain_main, events, invoke
 
 DIGITS_MLP = [*FAST, "model.hidden_sizes=[32]", "trainer.log_every_n_steps=1"]
 
@@ -179,3 +179,13 @@ def test_a_callback_target_that_is_no_callback_is_refused() -> None:
     cfg = compose_config(*FAST, "model=target", "model.target=collections:OrderedDict")
     with pytest.raises(ConfigError, match=r"has no signature to check options against"):
         build_run(cfg, Path("/nonexistent"))
+
+
+def test_other_tools_names_get_dltrain_s_way_in_the_error(tmp_path: Path) -> None:
+    argv = ["trainer.fast_dev_run=true", "regularization=[l2,ema]", "trainer.max_epochs=3"]
+    code, err = invoke(dltrain_main, argv, cwd=tmp_path)
+    assert code == 2 and "3 problems" in err
+    assert "trainer.fast_dev_run: no such key in trainer. dltrain's way: trainer.dry_run=true" in err
+    assert "regularization=ema: no such regularization option. dltrain's way: callbacks=[ema]" in err
+    assert "trainer.max_epochs: no such key in trainer. dltrain's way: trainer.epochs." in err
+    assert not (tmp_path / "outputs").exists()

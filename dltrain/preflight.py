@@ -194,8 +194,7 @@ def unknown_options(group: str, value: object) -> list[str]:
             choices = choices or group_options(group)
             hint = dltrain_way(group, v) or did_you_mean(v, choices)
             problems.append(
-                f"{group}={v}: no such {group} option.{hint} "
-                f"Available: {', '.join(choices)}"
+                f"{group}={v}: no such {group} option.{hint} Available: {', '.join(choices)}"
             )
     return problems
 

@@ -214,3 +214,46 @@ def test_a_users_experiment_in_hydra_searchpath_is_checked_and_runs(project: Pat
     assert typo.returncode == 2 and "Did you mean 'mine'?" in typo.stderr
     ran = dltrain(project, "plugins=[my_models]", searchpath, "experiment=mine", *QUICK)
     assert ran.returncode == 0, ran.stderr
+
+
+MY_HOOKS = '''
+import json
+
+from dltrain.callback import Callback
+from dltrain.registry import CALLBACKS
+
+
+@CALLBACKS.register("count_steps")
+class CountSteps(Callback):
+    """Counts optimiser steps across a resume; writes the count when the run is tested."""
+
+    def __init__(self, out: str = "steps.json"):
+        self.out, self.steps = out, 0
+
+    def on_step_end(self, run, state):
+        self.steps += 1
+
+    def on_test_end(self, run, state, metrics):
+        (run.run_dir / self.out).write_text(json.dumps({"mine": self.steps, "run": state.step}))
+
+    def state_dict(self):
+        return {"steps": self.steps}
+
+    def load_state_dict(self, state):
+        self.steps = int(state["steps"])
+'''
+
+
+def test_a_plugin_callback_runs_keeps_its_state_across_a_resume(project: Path) -> None:
+    (project / "my_hooks.py").write_text(MY_HOOKS)
+    (conf := project / "conf" / "callbacks").mkdir()
+    (conf / "count_steps.yaml").write_text("count_steps:\n  out: n.json\n")
+    mine = ["plugins=[my_hooks]", "--config-dir", "conf", "callbacks=[count_steps]", *QUICK]
+    first = command(project, "dltrain", *mine, "trainer.epochs=2", "hydra.run.dir=run")
+    assert first.returncode == 0, first.stderr
+    assert json.loads((project / "run" / "n.json").read_text()) == {"mine": 4, "run": 4}
+    more = command(project, "dltrain", "resume=run", "trainer.epochs=3", "plugins=[my_hooks]")
+    assert more.returncode == 0, more.stderr
+    assert json.loads((project / "run" / "n.json").read_text()) == {"mine": 6, "run": 6}
+    typo = command(project, "dltrain", *mine, "callbacks.count_steps.outt=x")
+    assert typo.returncode == 2 and "Did you mean" in typo.stderr and "out" in typo.stderr

@@ -9,19 +9,17 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from dltrain.callback import Callback
 from dltrain.data.splits import check_fractions
 from dltrain.device import select_device
 from dltrain.errors import ConfigError, did_you_mean
+from dltrain.list_groups import callback_problems, regularization_problems
 from dltrain.metrics import metric_names
 from dltrain.registry import (
-    CALLBACKS,
     DATASETS,
     INITIALIZERS,
     LOSSES,
     MODELS,
     OPTIMIZERS,
-    REGULARIZERS,
     SCHEDULERS,
     TARGET,
     Registry,
@@ -64,8 +62,10 @@ def check_config(cfg: DictConfig, check_files: bool = True) -> None:
     init = cfg.model.get("init") or {"name": "default"}
     problems += INITIALIZERS.check(init.get("name"), options(init), path="model.init")
     problems += _trainer_problems(cfg)
-    problems += _regularization_problems(cfg)
-    problems += _callback_problems(cfg)
+    problems += regularization_problems(
+        options(cfg.get("regularization") or {}), cfg.model.name, options(cfg.model)
+    )
+    problems += callback_problems(options(cfg.get("callbacks") or {}), cfg.trainer.get("epochs"))
     problems += _trial_build_problems(cfg, valid, check_files)
     named = {g for g, r in REGISTRIES.items() if g in cfg and cfg[g].get("name") in r}
     if {"model", "dataset", "loss"} <= named and (
@@ -146,58 +146,6 @@ def _check_trainer(trainer: TrainerOptions) -> None:
         )
     if device.type == "mps" and trainer.devices * trainer.num_nodes > 1:
         raise ConfigError("trainer.devices: several processes train on cuda or cpu, not mps")
-
-
-def _regularization_problems(cfg: DictConfig) -> list[str]:
-    problems = []
-    selected = options(cfg.get("regularization") or {})
-    for name, kwargs in selected.items():
-        kwargs = kwargs or {}
-        path = f"regularization.{name}"
-        found = REGULARIZERS.check(name, kwargs, path=path)
-        problems += found or _build_problems(partial(REGULARIZERS.build, name, kwargs))
-    model = cfg.model.name
-    model_options = options(cfg.model)
-    if (
-        "dropout" in selected
-        and model in MODELS
-        and not MODELS.accepts(model, "dropout", model_options)
-    ):
-        with_dropout = [n for n in MODELS.names() if MODELS.accepts(n, "dropout")]
-        problems.append(
-            f"regularization=dropout: model '{model}' has no dropout option; "
-            f"models with one: {', '.join(with_dropout)}"
-        )
-    return problems
-
-
-BUILT_IN_CALLBACKS = ("schedule", "checkpoints", "step_checkpoints", "visuals", "early_stopping")
-
-
-def _callback_problems(cfg: DictConfig) -> list[str]:
-    """Each selected callback binds its options and builds (on a stand-in model)."""
-    problems: list[str] = []
-    selected = options(cfg.get("callbacks") or {})
-    epochs = cfg.trainer.get("epochs")
-    epochs = epochs if isinstance(epochs, int) and epochs >= 1 else 1
-    for name, kwargs in selected.items():
-        path, kwargs = f"callbacks.{name}", kwargs or {}
-        if name in BUILT_IN_CALLBACKS:
-            problems.append(f"{path}: the name is dltrain's own; register yours under another")
-            continue
-        if found := CALLBACKS.check(name, kwargs, path=path):
-            problems += found
-            continue
-        try:
-            built = CALLBACKS.build(name, kwargs, model=torch.nn.Linear(1, 1), epochs=epochs)
-        except ConfigError as e:
-            problems += e.problems
-            continue
-        if not isinstance(built, Callback):
-            problems.append(f"{path}: builds a {type(built).__name__}, not a dltrain Callback")
-    if {"ema", "swa"} <= set(selected):
-        problems.append("callbacks: ema and swa both average the weights; choose one")
-    return problems
 
 
 def expected_task(dataset: DictConfig) -> str | None:

@@ -1,0 +1,64 @@
+"""Checks of the groups selected as lists (regularization=[...], callbacks=[...]): each entry
+binds its options and builds; then the combinations."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from dltrain.callback import Callback
+from dltrain.errors import ConfigError
+from dltrain.registry import CALLBACKS, MODELS, REGULARIZERS
+
+BUILT_IN_CALLBACKS = ("schedule", "checkpoints", "step_checkpoints", "visuals", "early_stopping")
+
+
+def regularization_problems(
+    selected: dict[str, Any], model: str, model_options: dict[str, Any]
+) -> list[str]:
+    problems = []
+    for name, kwargs in selected.items():
+        path, kwargs = f"regularization.{name}", kwargs or {}
+        if found := REGULARIZERS.check(name, kwargs, path=path):
+            problems += found
+            continue
+        try:
+            REGULARIZERS.build(name, kwargs)
+        except ConfigError as e:
+            problems += e.problems
+    if (
+        "dropout" in selected
+        and model in MODELS
+        and not MODELS.accepts(model, "dropout", model_options)
+    ):
+        with_dropout = [n for n in MODELS.names() if MODELS.accepts(n, "dropout")]
+        problems.append(
+            f"regularization=dropout: model '{model}' has no dropout option; "
+            f"models with one: {', '.join(with_dropout)}"
+        )
+    return problems
+
+
+def callback_problems(selected: dict[str, Any], epochs: Any) -> list[str]:
+    """Each selected callback binds its options and builds (on a stand-in model)."""
+    problems: list[str] = []
+    epochs = epochs if isinstance(epochs, int) and epochs >= 1 else 1  # the trainer check's
+    for name, kwargs in selected.items():
+        path, kwargs = f"callbacks.{name}", kwargs or {}
+        if name in BUILT_IN_CALLBACKS:
+            problems.append(f"{path}: the name is dltrain's own; register yours under another")
+            continue
+        if found := CALLBACKS.check(name, kwargs, path=path):
+            problems += found
+            continue
+        try:
+            built = CALLBACKS.build(name, kwargs, model=torch.nn.Linear(1, 1), epochs=epochs)
+        except ConfigError as e:
+            problems += e.problems
+            continue
+        if not isinstance(built, Callback):
+            problems.append(f"{path}: builds a {type(built).__name__}, not a dltrain Callback")
+    if {"ema", "swa"} <= set(selected):
+        problems.append("callbacks: ema and swa both average the weights; choose one")
+    return problems

@@ -3,6 +3,7 @@ max_steps and val_every_n_epochs; and the callback API's hooks, state and errors
 
 from __future__ import annotations
 
+import copy
 import logging
 from pathlib import Path
 from typing import Any
@@ -12,8 +13,12 @@ import torch
 
 from dltrain import checkpoints
 from dltrain.build.run import build_run
+from dltrain.built_run import FitState
 from dltrain.callback import Callback
 from dltrain.errors import ConfigError
+from dltrain.loop import train_one_epoch
+from dltrain.regularization import GradClip
+from dltrain.step import StepContext
 from dltrain.train import run
 
 from .helpers import FAST, compose_config, dltrain_main, events, invoke
@@ -43,6 +48,34 @@ def test_accumulating_4_batches_of_16_equals_batches_of_64(clip: list[str], tmp_
     assert not torch.allclose(final_weights(tmp_path / "16")["1.weight"], reference["1.weight"])
     logged = [e.step for e in events(tmp_path / "4x16").Scalars("train/loss")]
     assert logged == list(range(1, 41)) and unscaled["steps"] == 2 * 79
+
+
+def test_accumulation_with_a_grad_scaler_unscales_once_before_clipping() -> None:
+    # 16-mixed's GradScaler on CPU (no autocast): every batch's loss is scaled by 2**12, the
+    # window's sum is unscaled once, then clipped (max_norm=0.05 clips every step).
+    torch.manual_seed(0)
+    x, y = torch.randn(256, 8), torch.randint(0, 3, (256,))
+    start = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Tanh(), torch.nn.Linear(16, 3))
+
+    def trained(batch: int, accumulate: int, scaler: torch.amp.GradScaler | None) -> list:
+        model = copy.deepcopy(start)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+        context = StepContext(
+            torch.device("cpu"), scaler=scaler, grad_clip=GradClip(max_norm=0.05),
+            accumulate=accumulate, window_samples=batch * accumulate,
+        )  # fmt: skip
+        batches = list(zip(x.split(batch), y.split(batch), strict=True))
+        state = FitState()
+        loss = torch.nn.CrossEntropyLoss()
+        train_one_epoch(model, batches, loss, optimizer, state, context, lambda *a: None)
+        assert state.step == 256 // (batch * accumulate)
+        return list(model.parameters())
+
+    reference = trained(64, 1, None)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**12)
+    for mine, theirs in zip(trained(16, 4, scaler), reference, strict=True):
+        torch.testing.assert_close(mine, theirs, rtol=1e-5, atol=1e-6)
+    assert scaler.get_scale() == 2.0**12  # no step was skipped as inf / NaN
 
 
 def test_limit_batches_count_and_fraction_exactly(tmp_path: Path) -> None:

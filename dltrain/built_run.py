@@ -13,7 +13,7 @@ from torch import nn
 from dltrain.callback import Callbacks
 from dltrain.data.splits import DataSplits
 from dltrain.step import StepContext
-from dltrain.tracking.tensorboard import Tracker
+from dltrain.tracking.tracker import Tracker
 from dltrain.trainer_options import TrainerOptions
 from dltrain.world import World
 

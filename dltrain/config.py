@@ -12,7 +12,12 @@ from omegaconf import DictConfig, OmegaConf
 from dltrain.data.splits import check_fractions
 from dltrain.device import select_device
 from dltrain.errors import ConfigError, did_you_mean
-from dltrain.list_groups import callback_problems, regularization_problems
+from dltrain.list_groups import (
+    callback_problems,
+    label_problems,
+    logger_problems,
+    regularization_problems,
+)
 from dltrain.metrics import metric_names
 from dltrain.registry import (
     DATASETS,
@@ -66,6 +71,8 @@ def check_config(cfg: DictConfig, check_files: bool = True) -> None:
         options(cfg.get("regularization") or {}), cfg.model.name, options(cfg.model)
     )
     problems += callback_problems(options(cfg.get("callbacks") or {}), cfg.trainer.get("epochs"))
+    problems += logger_problems(options(cfg.get("logger") or {}))
+    problems += label_problems(_plain(cfg.get("tags", [])), _plain(cfg.get("notes")))
     problems += _trial_build_problems(cfg, valid, check_files)
     named = {g for g, r in REGISTRIES.items() if g in cfg and cfg[g].get("name") in r}
     if {"model", "dataset", "loss"} <= named and (
@@ -198,3 +205,7 @@ def task_problems(cfg: DictConfig, task: str) -> list[str]:
         elif monitor.startswith("val/") and cfg.dataset.get("val_fraction", None) == 0:
             problems.append(f"{path}: monitors '{monitor}' but dataset.val_fraction is 0")
     return problems
+
+
+def _plain(value: Any) -> Any:
+    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value

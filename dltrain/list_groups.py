@@ -1,15 +1,16 @@
-"""Checks of the groups selected as lists (regularization=[...], callbacks=[...]): each entry
-binds its options and builds; then the combinations."""
+"""Checks of the groups selected as lists (regularization=[...], callbacks=[...], logger=[...]):
+each entry binds its options (and builds, where that has no effects); then the combinations."""
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Any
 
 import torch
 
 from dltrain.callback import Callback
 from dltrain.errors import ConfigError
-from dltrain.registry import CALLBACKS, MODELS, REGULARIZERS
+from dltrain.registry import CALLBACKS, LOGGERS, MODELS, REGULARIZERS
 
 BUILT_IN_CALLBACKS = ("schedule", "checkpoints", "step_checkpoints", "visuals", "early_stopping")
 
@@ -61,4 +62,31 @@ def callback_problems(selected: dict[str, Any], epochs: Any) -> list[str]:
             problems.append(f"{path}: builds a {type(built).__name__}, not a dltrain Callback")
     if {"ema", "swa"} <= set(selected):
         problems.append("callbacks: ema and swa both average the weights; choose one")
+    return problems
+
+
+def logger_problems(selected: dict[str, Any]) -> list[str]:
+    """Each selected logger binds its options, and the package it needs is installed."""
+    problems: list[str] = []
+    for name, kwargs in selected.items():
+        if found := LOGGERS.check(name, kwargs or {}, path=f"logger.{name}"):
+            problems += found
+            continue
+        info = LOGGERS.info(name)
+        if info.requires and importlib.util.find_spec(info.requires) is None:
+            install = f"pip install 'dltrain[{info.extra}]'" if info.extra else "install it"
+            problems.append(
+                f"logger={name}: needs the {info.requires} package, which is not installed "
+                f"here: {install}"
+            )
+    return problems
+
+
+def label_problems(tags: Any, notes: Any) -> list[str]:
+    """tags: a list of short strings; notes: one string (or null)."""
+    problems = []
+    if not isinstance(tags, list) or not all(isinstance(t, str | int) for t in tags):
+        problems.append(f"tags: a list of words, e.g. tags=[baseline,small]; got {tags!r}")
+    if notes is not None and not isinstance(notes, str):
+        problems.append(f"notes: one string, e.g. notes='why this run'; got {notes!r}")
     return problems

@@ -148,6 +148,7 @@ def fit(built: BuiltRun, state: FitState) -> None:
         bar = progress.add_task("training", total=len(train_batches), status="")
         callbacks.fire("on_fit_start", built, state)
         for epoch in range(state.epoch + 1, trainer.epochs + 1):
+            built.tracker.epoch = epoch
             batches = callbacks.wrap_train_batches(train_batches)
             batches = track(progress, bar, batches, f"epoch {epoch}/{trainer.epochs}")
             metrics = fit_epoch(built, state, batches, partial(after_step, built, state, stop))

@@ -52,6 +52,14 @@ class LossInfo:
     outputs: Literal["one", "classes"] = "one"  # classes: one score per class
 
 
+@dataclass(frozen=True)
+class LoggerInfo:
+    """What a logger backend needs installed: checked before any run dir is made."""
+
+    requires: str | None = None  # a module that must import (mlflow, wandb)
+    extra: str | None = None  # dltrain's optional extra that installs it: pip install 'dltrain[x]'
+
+
 TARGET = "target"  # the entry naming any importable callable: model=target model.target=a.b:C
 TASKS: tuple[Task, ...] = ("binary", "multiclass", "regression", "reconstruction")
 
@@ -236,5 +244,8 @@ SCHEDULERS = Registry("scheduler", "dltrain.optim", runtime=SCHEDULER_RUNTIME, t
 REGULARIZERS = Registry("regularization", "dltrain.regularization")
 CALLBACKS = Registry(
     "callback", "dltrain.callbacks", runtime=("model", "epochs"), target_info=NoInfo()
+)
+LOGGERS = Registry(
+    "logger", "dltrain.tracking.backends", LoggerInfo, runtime=("run",), target_info=LoggerInfo()
 )
 INITIALIZERS = Registry("init", "dltrain.models.init", runtime=("model",))

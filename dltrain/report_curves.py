@@ -1,10 +1,13 @@
-"""The scalar curves of several runs overlaid, read from their TensorBoard event files."""
+"""The scalar curves of several runs overlaid, read from their metrics.jsonl (TensorBoard event
+files for runs from before it)."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+from dltrain.tracking import metrics_log
 
 EPOCH_TAGS = {"train/loss": "train/epoch_loss"}  # stands in when a short run logged no steps
 
@@ -47,7 +50,16 @@ def loss_curves_figure(
 
 
 def scalars(run_dir: str | Path, tags: Sequence[str]) -> dict[str, tuple[list[int], list[float]]]:
-    """(steps, values) of each tag the run's TensorBoard events hold, every point kept."""
+    """(steps, values) of each tag the run logged, every point kept."""
+    if (Path(run_dir) / metrics_log.FILE).is_file():
+        return metrics_log.curves(Path(run_dir), list(tags))
+    return event_scalars(run_dir, tags)
+
+
+def event_scalars(
+    run_dir: str | Path, tags: Sequence[str]
+) -> dict[str, tuple[list[int], list[float]]]:
+    """(steps, values) of each tag the run's TensorBoard events hold."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     logging.getLogger("tensorboard").setLevel(logging.WARNING)  # not "No path found after" each

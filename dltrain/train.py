@@ -22,7 +22,7 @@ from dltrain.dry_run import dry_run
 from dltrain.errors import ConfigError
 from dltrain.loop import evaluate, fit
 from dltrain.step import DivergedError
-from dltrain.tracking.tensorboard import flatten
+from dltrain.tracking.backend import flatten
 from dltrain.trainer_options import WHERE_TO_TRAIN
 from dltrain.world import World, joined
 
@@ -93,18 +93,32 @@ def fit_and_test(built: BuiltRun, state: FitState, started: float) -> dict[str, 
             seed=built.trainer.seed,
             device=str(built.context.device),
             epochs_completed=state.epoch,
+            tags=list(built.cfg.get("tags") or []),
+            notes=built.cfg.get("notes"),
         )
-        if built.world.main:
-            try:
-                files.save_json_atomic(summary, built.run_dir / "metrics.json")
-            except files.SaveError as e:  # a full disk: the error that got here counts
-                log.error(f"no metrics.json: {e}")
         try:
             built.callbacks.fire("teardown", built, state)
         except Exception as e:  # cleanup: the run's own outcome (or error) is what counts
             log.error(f"a callback's teardown failed: {type(e).__name__}: {e}")
-        built.tracker.close()
+        if built.world.main:
+            finish_run_dir(built, summary)
+        built.tracker.close(summary.get("status", "failed"))
     return summary
+
+
+def finish_run_dir(built: BuiltRun, summary: dict[str, Any]) -> None:
+    """metrics.json, then the run's files to the loggers that keep them; metrics.json says
+    which loggers stopped logging, and why."""
+    path = built.run_dir / "metrics.json"
+    try:
+        files.save_json_atomic({**summary, "not_logged": built.tracker.not_logged}, path)
+        kept = ["config.yaml", "metrics.json", "model.pt", "model.safetensors", *visuals.PNG_FILES]
+        built.tracker.artifacts([built.run_dir / name for name in kept])
+        built.tracker.flush()
+        summary["not_logged"] = built.tracker.not_logged
+        files.save_json_atomic(summary, path)  # a logger that failed on the artifacts
+    except files.SaveError as e:  # a full disk: the error that got here counts
+        log.error(f"no metrics.json: {e}")
 
 
 def resumed_config(cfg: DictConfig, saved: DictConfig, path: Path) -> DictConfig:
@@ -187,10 +201,7 @@ def log_final(built: BuiltRun, state: FitState, final: dict[str, float]) -> None
     """The best val and the test metrics: as scalars, in HPARAMS and as the console's table."""
     best_val = {f"best/{k}": v for k, v in final.items() if k.startswith("val/")}
     built.tracker.scalars(best_val, state.step)
-    built.tracker.hparams(
-        OmegaConf.to_container(built.cfg, resolve=True),
-        {**best_val, **{k: v for k, v in final.items() if k.startswith("test/")}},
-    )
+    built.tracker.hparams({**best_val, **{k: v for k, v in final.items() if k.startswith("test/")}})
     built.tracker.table(
         f"{built.cfg.model.name} on {built.cfg.dataset.name}",
         f"best epoch {state.best_epoch} of {state.epoch} by {built.trainer.monitor}",

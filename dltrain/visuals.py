@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 RECONSTRUCTIONS = 8  # fixed test images shown with their reconstructions every epoch
 LATENT_POINTS = 2000  # test samples sent to the embedding projector
 
+PNG_FILES = ("roc_curve.png", "predicted_vs_actual.png", "latent_space.png")  # a run may draw
+
 
 class EpochVisuals(Callback):
     """After each epoch (rank 0): weight histograms when due; for autoencoders of pictures,

@@ -1,4 +1,5 @@
-"""The Tracker's TensorBoard scalars (kept in memory, then written) and the training bar."""
+"""The Tracker's TensorBoard scalars (kept in memory, then written), metrics.jsonl, a backend that
+fails, and the training bar."""
 
 from __future__ import annotations
 
@@ -9,9 +10,22 @@ from pathlib import Path
 from rich.console import Console
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from dltrain.tracking import tensorboard
+from dltrain.tracking import metrics_log, tensorboard
+from dltrain.tracking.backend import Backend, RunInfo
 from dltrain.tracking.console import StepsColumn, clock, track
-from dltrain.tracking.tensorboard import Tracker
+from dltrain.tracking.metrics_log import MetricsLog
+from dltrain.tracking.tensorboard import TensorBoardBackend
+from dltrain.tracking.tracker import Tracker
+
+
+def run_info(run_dir: Path, resumed_step: int | None = None) -> RunInfo:
+    return RunInfo(run_dir, "run", {}, "", {}, resumed_step=resumed_step)
+
+
+def Tracking(run_dir: Path, console: Console) -> Tracker:  # noqa: N802 (reads as the old class)
+    """A Tracker writing TensorBoard and metrics.jsonl into run_dir."""
+    backend = TensorBoardBackend(run_info(run_dir))
+    return Tracker({"tensorboard": backend}, MetricsLog(run_dir), console)
 
 
 def logged(run_dir: Path, tag: str) -> list:
@@ -21,7 +35,7 @@ def logged(run_dir: Path, tag: str) -> list:
 
 
 def test_scalars_reach_tensorboard_on_flush_with_the_time_they_were_logged(tmp_path: Path) -> None:
-    tracker = Tracker(tmp_path, Console(file=io.StringIO()))
+    tracker = Tracking(tmp_path, Console(file=io.StringIO()))
     before = time.time()
     tracker.scalars({"train/loss": 0.5, "lr": 0.125}, 10)
     tracker.scalars({"train/loss": 0.25}, 20)
@@ -40,20 +54,21 @@ def test_scalars_reach_tensorboard_on_flush_with_the_time_they_were_logged(tmp_p
 def test_scalars_go_to_the_writer_once_they_have_waited_long_enough(
     tmp_path: Path, monkeypatch
 ) -> None:
-    tracker = Tracker(tmp_path, Console(file=io.StringIO()))
+    tracker = Tracking(tmp_path, Console(file=io.StringIO()))
+    backend = tracker.backends["tensorboard"]
     tracker.scalars({"train/loss": 1.0}, 1)
-    assert len(tracker.pending) == 1
+    assert len(backend.pending) == 1
     monkeypatch.setattr(tensorboard, "HAND_OFF_SECONDS", 0.0)
     tracker.scalars({"train/loss": 2.0}, 2)
-    assert tracker.pending == []
-    tracker.writer.flush()
+    assert backend.pending == []
+    backend.writer.flush()
     assert [p.value for p in logged(tmp_path, "train/loss")] == [1.0, 2.0]
     tracker.close()
 
 
 def test_the_bar_restarts_every_epoch_with_its_own_clock(tmp_path: Path) -> None:
     out = io.StringIO()
-    tracker = Tracker(tmp_path, Console(file=out, width=120))
+    tracker = Tracking(tmp_path, Console(file=out, width=120))
     with tracker.progress() as progress:
         bar = progress.add_task("training", total=3, status="")
         assert list(track(progress, bar, [1, 2, 3], "epoch 1/2")) == [1, 2, 3]
@@ -72,10 +87,53 @@ def test_the_bar_restarts_every_epoch_with_its_own_clock(tmp_path: Path) -> None
 
 def test_steps_column_shows_steps_time_taken_and_left(tmp_path: Path) -> None:
     assert clock(0) == "0:00:00" and clock(3725.9) == "1:02:05"
-    tracker = Tracker(tmp_path, Console(file=io.StringIO(), width=120))
+    tracker = Tracking(tmp_path, Console(file=io.StringIO(), width=120))
     with tracker.progress() as progress:
         bar = progress.add_task("epoch 1/1", total=782, status="")
         text = StepsColumn().render(progress.tasks[0]).plain
         assert text == "0/782 0:00:00 < -:--:--"  # nothing to estimate from yet
         progress.update(bar, completed=391)
         assert StepsColumn().render(progress.tasks[0]).plain.startswith("391/782 0:00:00 < ")
+
+
+def test_metrics_jsonl_holds_every_scalar_and_a_resume_cuts_it_at_its_step(tmp_path: Path) -> None:
+    tracker = Tracker({}, MetricsLog(tmp_path), Console(file=io.StringIO()))
+    for step in range(1, 7):
+        tracker.epoch = (step + 1) // 2
+        tracker.scalars({"train/loss": 1 / step, "lr": 0.1}, step)
+    tracker.close()
+    records = metrics_log.read(tmp_path)
+    assert [(r["name"], r["step"], r["epoch"], r["value"]) for r in records][:3] == [
+        ("train/loss", 1, 1, 1.0), ("lr", 1, 1, 0.1), ("train/loss", 2, 1, 0.5),
+    ]  # fmt: skip
+    with open(tmp_path / "metrics.jsonl", "a") as out:
+        out.write('{"name": "train/loss", "step": 7, "ep')  # a kill cut the last line
+    assert len(metrics_log.read(tmp_path)) == 12
+    MetricsLog(tmp_path, resumed_step=4)
+    assert max(r["step"] for r in metrics_log.read(tmp_path)) == 4
+    assert len(metrics_log.read(tmp_path)) == 8
+
+
+class Broken(Backend):
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def scalars(self, values: dict, step: int, epoch: int) -> None:
+        self.calls += 1
+        if step == 2:
+            raise ConnectionError("tracking server down\nmore detail")
+
+
+def test_a_backend_that_raises_is_dropped_and_the_others_go_on(tmp_path: Path, caplog) -> None:
+    broken = Broken()
+    tensorboard_backend = TensorBoardBackend(run_info(tmp_path))
+    backends = {"broken": broken, "tensorboard": tensorboard_backend}
+    tracker = Tracker(backends, MetricsLog(tmp_path), Console(file=io.StringIO()))
+    for step in (1, 2, 3):
+        tracker.scalars({"train/loss": float(step)}, step)
+    tracker.close()
+    assert broken.calls == 2 and list(tracker.backends) == ["tensorboard"]
+    assert tracker.not_logged == {"broken": "scalars failed: ConnectionError: tracking server down"}
+    assert [p.step for p in logged(tmp_path, "train/loss")] == [1, 2, 3]
+    assert len(metrics_log.read(tmp_path)) == 3
+    assert sum("logger broken stops logging" in r.message for r in caplog.records) == 1

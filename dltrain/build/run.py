@@ -21,7 +21,7 @@ from dltrain.config import check_config, options
 from dltrain.data.splits import DataSplits
 from dltrain.device import seed_everything, select_device
 from dltrain.regularization import build_regularizers
-from dltrain.tracking.tensorboard import Tracker
+from dltrain.tracking.tracker import Tracker
 from dltrain.trainer_options import TrainerOptions
 from dltrain.world import World, backend, check_world
 

@@ -7,11 +7,12 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
+from dltrain.build.tracker import build_tracker
 from dltrain.data.batches import samples
 from dltrain.data.splits import DataSplits
 from dltrain.files import save_json_atomic, save_text_atomic
 from dltrain.modalities.lookup import modality_of
-from dltrain.tracking.tensorboard import Tracker
+from dltrain.tracking.tracker import Tracker
 
 
 def start_run_dir(
@@ -21,9 +22,9 @@ def start_run_dir(
     console: Console | None,
     resume_step: int | None = None,
 ) -> Tracker:
-    """Write the resolved config (and tokenizer); open TensorBoard with the config and samples.
+    """Write the resolved config (and tokenizer); start the loggers, show the training samples.
 
-    A resumed run appends to its TensorBoard run, hiding what was logged after `resume_step`.
+    A resumed run continues its loggers' runs, dropping what was logged after `resume_step`.
     """
     resolved = OmegaConf.to_yaml(cfg, resolve=True)
     save_text_atomic(resolved, run_dir / "config.yaml")
@@ -32,10 +33,9 @@ def start_run_dir(
         save_text_atomic(tokenizer, run_dir / "tokenizer.json")
     if preprocessing:
         save_json_atomic(preprocessing, run_dir / "preprocessing.json")
+    tracker = build_tracker(cfg, run_dir, console, resume_step)
     if resume_step is not None:
-        return Tracker(run_dir, console, purge_step=resume_step + 1)
-    tracker = Tracker(run_dir, console)
-    tracker.text("config", f"```yaml\n{resolved}```")
+        return tracker
     modality = modality_of(data.meta)
     if modality.shows_images:  # show what the model is fed
         stored = samples(data.train, list(range(min(64, len(data.train)))))

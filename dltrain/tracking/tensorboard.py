@@ -1,5 +1,5 @@
-"""TensorBoard for a run dir: scalars (kept in memory, handed over in batches), text, HPARAMS,
-images, figures, embeddings and histograms; the console (progress bar, tables) rides along."""
+"""The TensorBoard backend: scalars (kept in memory, handed over in batches), text, HPARAMS,
+images, figures, embeddings and histograms."""
 
 from __future__ import annotations
 
@@ -8,48 +8,39 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from rich.console import Console
-from rich.progress import Progress
 from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams as hparams_summary
-from torchvision.utils import make_grid
 
-from dltrain.tracking import console, figures
+from dltrain.registry import LOGGERS
+from dltrain.tracking.backend import Backend, RunInfo
 
 HAND_OFF_SECONDS = 5.0  # about how long scalars wait in memory before the writer gets them
 
 
-class Tracker:
-    """TensorBoard writer for the run dir plus console output (progress bar, tables).
+@LOGGERS.register("tensorboard")
+class TensorBoardBackend(Backend):
+    """Events in run_dir/tensorboard (a sweep job's in a folder named by its overrides, which is
+    what TensorBoard shows as the run's name).
 
     Scalars are kept in memory and handed to the writer in batches: its thread, woken for every
     scalar, slowed small training steps by ~10% on 2 cores (benchmarks/overhead.py).
     """
 
-    def __init__(
-        self, run_dir: Path, console: Console | None = None, purge_step: int | None = None
-    ):
-        # purge_step: a resumed run hides what an earlier process logged at or after that step;
+    def __init__(self, run: RunInfo):
+        folder = Path(run.run_dir) / "tensorboard"
+        if run.swept:  # `0/tensorboard/optimizer=sgd,optimizer.lr=0.1` in TensorBoard's list
+            folder = folder / run.name.replace("/", "_")[:200]
+        # purge_step: a resumed run hides what an earlier process logged after its checkpoint;
         # max_queue: a batch of scalars is queued at once, not 10 at a time behind the writer
-        self.writer = SummaryWriter(
-            log_dir=str(Path(run_dir) / "tensorboard"), purge_step=purge_step, max_queue=10_000
-        )
-        self.console = console or Console()
+        purge = None if run.resumed_step is None else run.resumed_step + 1
+        self.writer = SummaryWriter(log_dir=str(folder), purge_step=purge, max_queue=10_000)
         self.pending: list[tuple[str, float, int, float]] = []  # (tag, value, step, wall time)
         self.handed_off = time.monotonic()
+        if run.resumed_step is None:
+            self.writer.add_text("config", f"```yaml\n{run.yaml}```", 0)
 
-    @classmethod
-    def silent(cls) -> Tracker:
-        """A tracker that writes and prints nothing (ranks other than 0 of a distributed run)."""
-        tracker = cls.__new__(cls)
-        tracker.writer = _Discard()
-        tracker.console = Console(quiet=True)
-        tracker.pending, tracker.handed_off = [], time.monotonic()
-        return tracker
-
-    def scalars(self, values: dict[str, float], step: int) -> None:
-        """Log slash-namespaced scalars (`train/loss`, `val/acc`, `lr`) at a global step."""
+    def scalars(self, values: dict[str, float], step: int, epoch: int) -> None:
         now = time.time()
         self.pending.extend((tag, value, step, now) for tag, value in values.items())
         if time.monotonic() - self.handed_off >= HAND_OFF_SECONDS:
@@ -62,112 +53,37 @@ class Tracker:
             self.writer.add_scalar(tag, value, step, walltime=wall_time)
         self.handed_off = time.monotonic()
 
-    def text(self, tag: str, markdown: str, step: int = 0) -> None:
-        """Log markdown text (the config, a confusion matrix)."""
+    def text(self, tag: str, markdown: str, step: int) -> None:
         self.writer.add_text(tag, markdown, step)
 
-    def hparams(self, config: dict[str, Any], metrics: dict[str, float]) -> None:
-        """Write the HPARAMS-tab summary into this run (not a sub-run) so runs line up."""
-        experiment, session_start, session_end = hparams_summary(flatten(config), metrics)
+    def hparams(self, params: dict[str, Any], metrics: dict[str, float]) -> None:
+        """The HPARAMS-tab summary, written into this run (not a sub-run) so runs line up."""
+        experiment, session_start, session_end = hparams_summary(params, metrics)
         file_writer = self.writer._get_file_writer()
         for summary in (experiment, session_start, session_end):
             file_writer.add_summary(summary)
 
-    def images(
-        self, tag: str, images: torch.Tensor, step: int = 0, nrow: int | None = None
-    ) -> None:
-        """Log a batch of images (N, C, H, W; uint8 or float in [0, 1]) as one grid."""
-        images = images.float() / 255 if images.dtype == torch.uint8 else images.float().clamp(0, 1)
-        nrow = nrow or int(len(images) ** 0.5 + 0.999)
-        grid = make_grid(images.cpu(), nrow=nrow, padding=2, pad_value=1.0)
+    def image(self, tag: str, grid: torch.Tensor, step: int) -> None:
         self.writer.add_image(tag, grid, step)
 
-    def figure(self, tag: str, fig: Any, step: int = 0, png: Path | None = None) -> None:
-        """Log a matplotlib figure (and save it as `png` when given); closes the figure."""
-        if png is not None:
-            fig.savefig(png, dpi=120)
-        self.writer.add_figure(tag, fig, step)
+    def figure(self, tag: str, fig: Any, step: int) -> None:
+        self.writer.add_figure(tag, fig, step, close=False)
+
+    def histograms(self, model: nn.Module, step: int) -> None:
+        for name, param in model.named_parameters():
+            self.writer.add_histogram(f"weights/{name}", param.detach().float().cpu(), step)
 
     def embedding(
-        self,
-        tag: str,
-        codes: torch.Tensor,
-        labels: list[str],
-        images: torch.Tensor | None,
-        step: int,
+        self, tag: str, codes: Any, labels: list[str], images: Any | None, step: int
     ) -> None:
-        """Codes with their labels (and image thumbnails) for TensorBoard's embedding projector."""
-        if images is not None:
-            scale = 255 if images.dtype == torch.uint8 else 1
-            images = (images.float() / scale).clamp(0, 1)
         self.writer.add_embedding(
             codes, metadata=labels, label_img=images, global_step=step, tag=tag
         )
 
-    def confusion_figure(
-        self, tag: str, matrix: list[list[int]], labels: list[str], step: int = 0
-    ) -> None:
-        """Log a confusion matrix as a heat-map figure (rows true, columns predicted)."""
-        self.writer.add_figure(tag, figures.confusion(matrix, labels), step)  # closes it
-
-    def regression_figure(
-        self,
-        tag: str,
-        predicted: torch.Tensor,
-        actual: torch.Tensor,
-        step: int = 0,
-        png: Path | None = None,
-    ) -> None:
-        """Log predicted and actual values (first target) in split order and as a scatter."""
-        self.figure(tag, figures.predicted_vs_actual(predicted, actual), step, png)
-
-    def histograms(self, model: nn.Module, step: int) -> None:
-        """Log a histogram of every parameter tensor."""
-        for name, param in model.named_parameters():
-            self.writer.add_histogram(f"weights/{name}", param.detach().float().cpu(), step)
-
-    def progress(self) -> Progress:
-        """A progress bar showing epoch, steps, timing and the latest metrics (console.py)."""
-        return console.progress_bar(self.console)
-
-    def table(self, title: str, caption: str, metrics: dict[str, float]) -> None:
-        """Print metrics as a two-column table."""
-        self.console.print(console.metrics_table(title, metrics, caption=caption, digits=4))
-
-    def __enter__(self) -> Tracker:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def flush(self) -> None:
-        """Write pending events to disk."""
         self.hand_off()
         self.writer.flush()
 
-    def close(self) -> None:
-        """Flush and close the event file."""
+    def close(self, status: str) -> None:
         self.hand_off()
         self.writer.close()
-
-
-class _Discard:
-    """Stands in for a SummaryWriter: every method call does nothing (and returns itself)."""
-
-    def __getattr__(self, name: str) -> _Discard:
-        return self
-
-    def __call__(self, *args: Any, **kwargs: Any) -> _Discard:
-        return self
-
-
-def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """A nested config as `group.key` scalars (lists and nulls as text), as HPARAMS wants them."""
-    flat: dict[str, Any] = {}
-    for key, value in config.items():
-        name = f"{prefix}.{key}" if prefix else str(key)
-        if isinstance(value, dict):
-            flat.update(flatten(value, name))
-        else:
-            flat[name] = value if isinstance(value, bool | int | float | str) else str(value)
-    return flat

@@ -10,8 +10,9 @@ import torch
 
 from dltrain.callback import Callback
 from dltrain.errors import ConfigError
-from dltrain.registry import CALLBACKS, LOGGERS, MODELS, REGULARIZERS
+from dltrain.registry import CALLBACKS, LOGGERS, MODELS, REGULARIZERS, TARGET, import_target
 
+BACKEND_METHODS = ("scalars", "text", "hparams", "figure", "flush", "close")  # tracking.backend
 BUILT_IN_CALLBACKS = ("schedule", "checkpoints", "step_checkpoints", "visuals", "early_stopping")
 
 
@@ -71,6 +72,14 @@ def logger_problems(selected: dict[str, Any]) -> list[str]:
     for name, kwargs in selected.items():
         if found := LOGGERS.check(name, kwargs or {}, path=f"logger.{name}"):
             problems += found
+            continue
+        if name == TARGET:
+            target = import_target((kwargs or {}).get("target"), "logger.target.target")
+            if not all(callable(getattr(target, m, None)) for m in BACKEND_METHODS):
+                problems.append(
+                    f"logger.target: {target!r} is no logger backend (subclass "
+                    "dltrain.tracking.backend.Backend)"
+                )
             continue
         info = LOGGERS.info(name)
         if info.requires and importlib.util.find_spec(info.requires) is None:

@@ -49,19 +49,27 @@ def write_report(
     metrics: Sequence[str] | None = None,
     tag: str = "train/loss",
     console: Console | None = None,
+    tags: Sequence[str] = (),
+    by_tags: bool = False,
 ) -> pd.DataFrame:
-    """Print the runs (and seed means) sorted by `sort`; write report.csv, report.md, curves.png."""
+    """Print the runs (and seed means) sorted by `sort`; write report.csv, report.md, curves.png.
+
+    `tags`: only the runs tagged with all of them; `by_tags`: the means are per set of tags."""
     frame = collect(paths)
+    if tags:
+        frame = frame[[set(tags) <= set(t.split(",")) for t in frame["tags"]]]
     if frame.empty:
-        raise ReportError(f"no runs (metrics.json) under {', '.join(map(str, paths))}")
+        wanted = f" tagged {','.join(tags)}" if tags else ""
+        raise ReportError(f"no runs (metrics.json){wanted} under {', '.join(map(str, paths))}")
     sort = sort or _default_sort(frame)
     _check_names([sort, *(metrics or [])], metric_columns(frame))
     shown = list(metrics or _default_metrics(frame, sort))
     ascending = lower_is_better(sort)
     frame = frame.sort_values(sort, ascending=ascending, na_position="last", kind="stable")
-    summary = summarize(frame).sort_values(f"{sort} mean", ascending=ascending, na_position="last")
+    summary = summarize(frame, by_tags=by_tags)
+    summary = summary.sort_values(f"{sort} mean", ascending=ascending, na_position="last")
     tables = [_runs_table(frame, shown, sort, ascending)]
-    if (summary["n"] > 1).any():  # seeds repeat: report each setting as mean ± spread
+    if by_tags or (summary["n"] > 1).any():  # seeds repeat: each setting as mean ± spread
         tables.append(_summary_table(summary, shown, sort))
 
     console = console or Console(width=None if sys.stdout.isatty() else 200)
@@ -72,9 +80,9 @@ def write_report(
     csv, md, curves = out / "report.csv", out / "report.md", out / "curves.png"
     _writing(csv, lambda: frame.drop(columns="path").to_csv(csv, index=False))
     _writing(md, lambda: md.write_text("\n".join(_markdown(*table) for table in tables)))
-    tags = list(dict.fromkeys([tag, f"val/{sort.rsplit('/', 1)[-1]}"]))
+    curve_tags = list(dict.fromkeys([tag, f"val/{sort.rsplit('/', 1)[-1]}"]))
     runs = dict(zip(labels(frame), frame["path"], strict=True))
-    png = _writing(curves, lambda: loss_curves_figure(runs, curves, tags))
+    png = _writing(curves, lambda: loss_curves_figure(runs, curves, curve_tags))
     written = ["report.csv", "report.md", *(["curves.png"] if png else [])]
     console.print(f"wrote {', '.join(written)} to {out}")
     return frame
@@ -122,6 +130,7 @@ def _runs_table(frame: pd.DataFrame, shown: list[str], sort: str, ascending: boo
     same = " ".join(f"{k}={frame[k].iloc[0]}" for k in override_columns(frame) if k not in keys)
     seed = [] if "trainer.seed" in keys else ["seed"]
     error = ["error"] if frame["error"].notna().any() else []
+    error = (["tags"] if (frame["tags"] != "").any() else []) + error
     columns = ["run", *keys, "status", *shown, "best_epoch", "epochs", *seed, "wall_time_s", *error]
     caption = f"sorted by {sort} ({'lower' if ascending else 'higher'} is better)"
     caption += f"; in every run: {same}" if same else ""
@@ -173,19 +182,28 @@ def _markdown(title: str, caption: str, cells: Cells) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`dltrain-report DIR... [--sort M] [--metrics a,b] [--tag T] [--out DIR]`; exit code."""
+    """`dltrain-report DIR... [--sort M] [--metrics a,b] [--curve T] [--tags a,b] [--by-tags]
+    [--out DIR]`; exit code."""
     parser = argparse.ArgumentParser(
         prog="dltrain-report", description="Compare dltrain runs (dirs holding metrics.json)."
     )
     parser.add_argument("dirs", nargs="+", type=Path, help="sweep dirs and/or run dirs")
     parser.add_argument("--sort", help="metric to sort by (default: the runs' trainer.monitor)")
     parser.add_argument("--metrics", help="comma-separated metrics to show (CSV has all)")
-    parser.add_argument("--tag", default="train/loss", help="TensorBoard scalar for curves.png")
+    parser.add_argument(
+        "--curve", "--tag", dest="curve", default="train/loss", help="scalar for curves.png"
+    )
+    parser.add_argument("--tags", help="only the runs with all these tags (comma-separated)")
+    parser.add_argument("--by-tags", action="store_true", help="means per set of tags")
     parser.add_argument("--out", type=Path, help="where the files go (default: the first dir)")
     args = parser.parse_args(argv)
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
     try:
-        write_report(args.dirs, args.out or args.dirs[0], args.sort, metrics, args.tag)
+        tags = [t.strip() for t in (args.tags or "").split(",") if t.strip()]
+        out = args.out or args.dirs[0]
+        write_report(
+            args.dirs, out, args.sort, metrics, args.curve, tags=tags, by_tags=args.by_tags
+        )
     except ReportError as e:
         print(f"dltrain-report: {e}", file=sys.stderr)
         return 2

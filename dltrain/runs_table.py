@@ -20,7 +20,7 @@ SEED_KEYS = ("trainer.seed", "dataset.split_seed")
 NOT_SETTINGS = ("resume_sweep=", "resume=")  # how a job was started, not what it trained
 LOWER_IS_BETTER = ("loss", "mse", "rmse", "mae", "err", "perplexity", "time")
 KEPT = ("best_epoch", "epochs_completed", "seed", "monitor", "wall_time_s", "error")
-TAIL = ["best_epoch", "epochs", "seed", "monitor", "wall_time_s", "error", "path"]
+TAIL = ["best_epoch", "epochs", "seed", "monitor", "wall_time_s", "tags", "error", "path"]
 NOT_RUNS = ("lr_find.json",)  # folders of other commands that build a run (dltrain-lr-find)
 
 
@@ -81,6 +81,8 @@ def _row(run_dir: Path, base: Path) -> dict[str, Any]:
     row |= {k: v for k, v in (summary.get("metrics") or {}).items() if "/" in k}
     row |= {f"last/{k}": v for k, v in (summary.get("last_metrics") or {}).items()}
     row |= {k.replace("_completed", ""): summary.get(k) for k in KEPT} | {"path": str(run_dir)}
+    tags = summary.get("tags")
+    row["tags"] = ",".join(t for t in tags if isinstance(t, str)) if isinstance(tags, list) else ""
     if row["seed"] is None:  # unfinished: the resolved config still records the seed
         config, why = read_yaml(run_dir / "config.yaml")
         if why:
@@ -107,14 +109,19 @@ def _numeric(column: pd.Series) -> bool:
     return pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
 
 
-def summarize(frame: pd.DataFrame, over: str | Sequence[str] = SEED_KEYS) -> pd.DataFrame:
-    """Per setting (overrides apart from `over`): n, and mean and std of every numeric metric."""
+def summarize(
+    frame: pd.DataFrame, over: str | Sequence[str] = SEED_KEYS, by_tags: bool = False
+) -> pd.DataFrame:
+    """Per setting (overrides apart from `over`; or, by_tags, the runs' tags): n, and mean and
+    std of every numeric metric."""
     over = [over] if isinstance(over, str) else list(over)
     keys = [k for k in override_columns(frame) if k not in over]
     setting = [
         " ".join(f"{k}={row[k]}" for k in keys if pd.notna(row[k]))
         for _, row in frame[keys].iterrows()
     ]
+    if by_tags:
+        setting = [f"tags={t}" if t else "(no tags)" for t in frame["tags"]]
     grouped = frame.assign(setting=setting).groupby("setting", sort=False)
     columns = [*metric_columns(frame), *[c for c in ["wall_time_s"] if _numeric(frame[c])]]
     stats = grouped[columns].agg(["mean", "std"])  # std: sample std (ddof 1), NaN for n = 1

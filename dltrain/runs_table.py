@@ -38,7 +38,8 @@ def _is_run(d: Path) -> bool:
     if any((d / marker).exists() for marker in NOT_RUNS):
         return False
     hydra = (d / ".hydra" / "overrides.yaml").is_file()
-    started = (d / "config.yaml").is_file() and (d / "tensorboard").is_dir()
+    logged = (d / "tensorboard").is_dir() or (d / "metrics.jsonl").is_file()
+    started = (d / "config.yaml").is_file() and logged
     return (d / "metrics.json").is_file() or hydra or started
 
 

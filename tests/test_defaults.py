@@ -19,6 +19,7 @@ from dltrain.registry import (
     CALLBACKS,
     DATASETS,
     INITIALIZERS,
+    LOGGERS,
     LOSSES,
     MODELS,
     OPTIMIZERS,
@@ -95,12 +96,13 @@ def test_regularization_and_trainer_show_their_defaults() -> None:
     assert set(trainer) == set(inspect.signature(TrainerOptions).parameters)  # all, once
 
 
-def test_callbacks_show_their_defaults() -> None:
+@pytest.mark.parametrize(("group", "registry"), [("callbacks", CALLBACKS), ("logger", LOGGERS)])
+def test_list_groups_show_their_defaults(group: str, registry: Registry) -> None:
     found = []
-    for file in group_files("callbacks"):
+    for file in group_files(group):
         for name, options in (OmegaConf.load(file) or {}).items():
             if name != TARGET:  # its builder is whichever callable it names
-                found += differences(f"callbacks/{file.name}", options, CALLBACKS.get(name))
+                found += differences(f"{group}/{file.name}", options, registry.get(name))
     assert found == []
 
 

@@ -95,6 +95,19 @@ def test_a_logger_failing_mid_run_leaves_training_and_the_others_going(tmp_path:
     assert_same_points(jsonl_points(tmp_path), tensorboard_points(tmp_path))
 
 
+class CannotStart(Backend):
+    def __init__(self) -> None:
+        raise ConnectionError("no route to host")
+
+
+def test_a_logger_that_cannot_start_leaves_the_run_to_the_others(tmp_path: Path) -> None:
+    target = ["logger=[target,csv]", f"logger.target.target={__name__}:CannotStart"]
+    assert run(compose_config(*IRIS, *target), tmp_path)["status"] == "completed"
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["not_logged"] == {"target": "start failed: ConnectionError: no route to host"}
+    assert (tmp_path / "metrics.csv").is_file() and not (tmp_path / "tensorboard").exists()
+
+
 def test_tags_and_notes_reach_metrics_json_and_the_report_filters_and_groups(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
@@ -122,7 +135,8 @@ def test_bad_labels_and_loggers_are_one_line_each_before_any_run_dir(
     )
     code, err = invoke(dltrain_main, ["logger=[csv,tensorbord]", "notes=[1,2]"], cwd=tmp_path)
     assert code == 2 and "Did you mean 'tensorboard'?" in err and "notes: one string" in err
-    code, err = invoke(dltrain_main, ["logger=[mlflow]", "logger.mlflow.tracking_ur=x"], cwd=tmp_path)
+    typo = ["logger=[mlflow]", "logger.mlflow.tracking_ur=x"]
+    code, err = invoke(dltrain_main, typo, cwd=tmp_path)
     assert code == 2 and "Did you mean 'logger.mlflow.tracking_uri'?" in err
     code, err = invoke(dltrain_main, ["logger=[mlflow,csv]", "tags=a"], cwd=tmp_path)
     assert code == 2 and "tags: a list of words" in err

@@ -3,6 +3,7 @@ know of the run (RunInfo: its name, config, sweep, tags, notes), the console."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +14,13 @@ from rich.console import Console
 
 from dltrain import run_files
 from dltrain.config import options
+from dltrain.errors import ConfigError
 from dltrain.registry import LOGGERS
 from dltrain.tracking.backend import RunInfo, flatten
 from dltrain.tracking.metrics_log import MetricsLog
 from dltrain.tracking.tracker import Tracker
 
+log = logging.getLogger(__name__)
 # Beside a sweep's swept keys, what HPARAMS shows of each job (the rest is in config.yaml).
 ESSENTIAL = ("model.name", "dataset.name", "optimizer.name", "optimizer.lr", "trainer.seed")
 
@@ -27,13 +30,21 @@ def build_tracker(
 ) -> Tracker:
     """The Tracker of rank 0, its backends started (a resumed run continues their runs)."""
     run = run_info(cfg, run_dir, resumed_step)
-    backends = {}
+    backends, failed = {}, {}
     for name, kwargs in options(cfg.get("logger") or {}).items():
-        backends[name] = LOGGERS.build(name, kwargs or {}, run=run)
+        try:
+            backends[name] = LOGGERS.build(name, kwargs or {}, run=run)
+        except ConfigError:
+            raise
+        except Exception as e:  # its server unreachable: the run goes on without it
+            failed[name] = f"start failed: {type(e).__name__}: {(str(e).splitlines() or [''])[0]}"
+            log.warning(f"logger {name} does not log this run ({failed[name]}); the others do")
     shown = run.params
     if run.swept:  # HPARAMS: what varies, and a few essentials
         shown = {k: v for k, v in run.params.items() if k in (*run.swept, *ESSENTIAL)}
-    return Tracker(backends, MetricsLog(run_dir, resumed_step), console, shown)
+    tracker = Tracker(backends, MetricsLog(run_dir, resumed_step), console, shown)
+    tracker.not_logged.update(failed)
+    return tracker
 
 
 def run_info(cfg: DictConfig, run_dir: Path, resumed_step: int | None) -> RunInfo:

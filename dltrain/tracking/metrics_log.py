@@ -25,7 +25,7 @@ class MetricsLog:
 
     def __init__(self, run_dir: Path, resumed_step: int | None = None):
         self.path = Path(run_dir) / FILE
-        self.pending: list[str] = []
+        self.pending: list[tuple[str, int, int, float, float]] = []  # serialised when written
         self.written = time.monotonic()
         if resumed_step is not None:
             kept = [r for r in read(Path(run_dir)) if r["step"] <= resumed_step]
@@ -33,10 +33,7 @@ class MetricsLog:
 
     def add(self, values: dict[str, float], step: int, epoch: int) -> None:
         now = time.time()
-        self.pending.extend(
-            _line({"name": k, "step": step, "epoch": epoch, "wall_time": now, "value": float(v)})
-            for k, v in values.items()
-        )
+        self.pending.extend((k, step, epoch, now, v) for k, v in values.items())
         if time.monotonic() - self.written >= HAND_OFF_SECONDS:
             self.write()
 
@@ -45,8 +42,12 @@ class MetricsLog:
         pending, self.pending = self.pending, []
         self.written = time.monotonic()
         if pending:
+            lines = (
+                _line({"name": k, "step": step, "epoch": epoch, "wall_time": t, "value": float(v)})
+                for k, step, epoch, t, v in pending
+            )
             with open(self.path, "a", encoding="utf-8") as out:
-                out.write("".join(pending))
+                out.write("".join(lines))
 
 
 def _line(record: dict[str, Any]) -> str:

@@ -295,3 +295,19 @@ def test_a_cnn_learns_from_the_files_end_to_end(tmp_path: Path, dataset: str) ->
         extra += ["dataset.horizontal_flip=true"]
     cfg = compose_config(*FAST, f"dataset={dataset}", *extra, "trainer.batch_size=16")
     assert run(cfg, tmp_path / "run")["metrics"]["test/acc"] > 0.9
+
+
+def test_image_folder_decodes_as_pillow_did(tmp_path: Path) -> None:
+    """torchvision.io gives Pillow's pixels: PNG exactly, JPEG within rounding of the IDCT."""
+    from PIL import Image as PILImage
+    from torchvision.transforms.v2.functional import pil_to_tensor, resize
+
+    from dltrain.data.image_folder import load_image
+
+    root = make_folder(tmp_path, ("train",), per_class=5)
+    for path, tolerance in ((root / "train/cat/0.png", 0), (root / "train/cat/1.JPG", 1.0)):
+        with PILImage.open(path) as pil:
+            before = resize(pil_to_tensor(pil.convert("RGB")), [16, 16], antialias=True)
+        after = load_image(path, (3, 16, 16))
+        assert after.dtype == torch.uint8 and after.shape == before.shape
+        assert (after.int() - before.int()).abs().float().mean() <= tolerance, path

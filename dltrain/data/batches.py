@@ -253,6 +253,8 @@ def make_batches(
         return TensorBatches(dataset, batch_size, shuffle, seed, device, **share)
     if isinstance(dataset, TokenDataset):
         return TokenBatches(dataset, batch_size, shuffle, seed, device, **share)
+    if callable(getattr(dataset, "batches", None)):  # streams its own (webdataset shards)
+        return dataset.batches(batch_size, shuffle, seed, num_workers, device, **share)
     return LoaderBatches(dataset, batch_size, shuffle, seed, num_workers, device, **share)
 
 

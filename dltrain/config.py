@@ -181,7 +181,8 @@ def task_problems(cfg: DictConfig, task: str) -> list[str]:
     problems = []
     for group, registry in (("model", MODELS), ("loss", LOSSES)):
         name = cfg[group].name
-        if name != TARGET and name not in fitting(registry, task):  # a target: the user knows
+        # a target: the user knows; only the selected entry is looked at (importing one module)
+        if name != TARGET and task not in registry.info(name).tasks:
             choices = ", ".join(f"{group}={n}" for n in fitting(registry, task))
             problems.append(
                 f"{group}={name}: does not fit dataset '{cfg.dataset.name}' ({task} task). "

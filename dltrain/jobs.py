@@ -24,8 +24,6 @@ from dltrain.failures import failure, print_problems
 from dltrain.launch import announce
 from dltrain.launch import run as launch_run
 from dltrain.launcher_env import launched
-from dltrain.report import write_report
-from dltrain.runs_table import collect
 from dltrain.signals import Interrupted
 from dltrain.sweep import share_machine
 from dltrain.sweep_resume import previous_outcome
@@ -95,6 +93,9 @@ class ReportCallback(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         """Name the failed jobs; print the comparison; write report.csv, .md, curves.png."""
+        from dltrain.report import write_report  # pandas: only when a sweep ends
+        from dltrain.runs_table import collect
+
         sweep_dir = Path(config.hydra.sweep.dir)
         frame = collect([sweep_dir])
         failed = frame[frame["status"] != "completed"]

@@ -34,7 +34,9 @@ def regularization_problems(
         and model in MODELS
         and not MODELS.accepts(model, "dropout", model_options)
     ):
-        with_dropout = [n for n in MODELS.names() if MODELS.accepts(n, "dropout")]
+        with_dropout = [  # the message names them all: only now is every model imported
+            n for n in MODELS.names() if n != TARGET and MODELS.accepts(n, "dropout")
+        ]
         problems.append(
             f"regularization=dropout: model '{model}' has no dropout option; "
             f"models with one: {', '.join(with_dropout)}"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from sklearn import metrics as skm
 
 
 def metric_names(task: str) -> list[str]:
@@ -42,6 +41,8 @@ def compute_metrics(outputs: torch.Tensor, targets: torch.Tensor, task: str) -> 
     Binary precision/recall/F1 are of the positive class; multiclass ones are macro averages.
     ROC-AUC is omitted when a split lacks a class (it is undefined there).
     """
+    from sklearn import metrics as skm  # slow to import: only once there are outputs to score
+
     if task in ("regression", "reconstruction"):
         pred, true = outputs.float().cpu().numpy(), targets.float().cpu().numpy()
         if task == "reconstruction":
@@ -77,6 +78,8 @@ def confusion_matrix(
     outputs: torch.Tensor, targets: torch.Tensor, task: str, num_classes: int
 ) -> list[list[int]]:
     """Rows are true classes, columns predicted classes."""
+    from sklearn import metrics as skm
+
     pred = predictions(outputs, task).cpu().numpy()
     return skm.confusion_matrix(
         targets.cpu().numpy(), pred, labels=list(range(num_classes))

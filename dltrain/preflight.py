@@ -28,6 +28,9 @@ from dltrain.run_dirs import RUN_MARKERS, SWEEP_MARKERS, holds_run
 
 _MISSING = object()
 _SEARCHPATH: list[tuple[str, ...]] = [()]  # the command's hydra.searchpath overrides
+# The run (or sweep) dir of the command being checked: the check and the claim of the dir
+# (cli.claim_output) read one composition, so they agree on a ${now:...} name; one command only.
+_OUTPUT: dict[tuple, tuple[str, Path] | None] = {}
 
 
 def problems(overrides: list[str], multirun: bool, config_name: str) -> list[str]:
@@ -36,6 +39,7 @@ def problems(overrides: list[str], multirun: bool, config_name: str) -> list[str
     Runs inside the caller's Hydra context (dltrain.composition.hydra_context).
     """
     parser = OverridesParser.create()
+    _OUTPUT.clear()
     _SEARCHPATH[0] = tuple(o for o in overrides if o.lstrip("+").startswith("hydra.searchpath"))
     try:
         parsed = parser.parse_overrides(overrides)
@@ -59,11 +63,16 @@ def problems(overrides: list[str], multirun: bool, config_name: str) -> list[str
 def output_dir(overrides: list[str], multirun: bool, config_name: str) -> tuple[str, Path] | None:
     """(the Hydra key, the folder) the run or sweep dir would be; None if Hydra must judge it."""
     key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    command = (_search_path(), tuple(overrides), multirun, config_name)
+    if command in _OUTPUT:
+        return _OUTPUT[command]
     try:
         cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
-        return key, Path(str(OmegaConf.select(cfg, key))).absolute()
+        found: tuple[str, Path] | None = key, Path(str(OmegaConf.select(cfg, key))).absolute()
     except (HydraException, OmegaConfBaseException):
-        return None  # a setting Hydra resolves only when it runs: Hydra judges it
+        found = None  # a setting Hydra resolves only when it runs: Hydra judges it
+    _OUTPUT[command] = found
+    return found
 
 
 def named_output(overrides: list[str], key: str) -> bool:

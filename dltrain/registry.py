@@ -3,6 +3,10 @@
 Each entry is a builder (a class or function taking flat keyword options) plus typed facts the
 rest of dltrain reads (ModelInfo, DatasetInfo, LossInfo); each registry also names the runtime
 values its builders may ask for, which the caller passes and a config cannot set.
+
+Models and datasets are many modules, some importing heavy libraries (torchvision, pandas,
+scikit-learn): their registries know each name's module from dltrain.registry_index and import
+only the module of an entry that is asked for, so a run imports what it uses.
 """
 
 from __future__ import annotations
@@ -15,7 +19,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any, Literal
 
+from dltrain.autoimport import import_submodules
 from dltrain.errors import ConfigError, did_you_mean
+from dltrain.registry_index import DATASET_MODULES, MODEL_MODULES
 from dltrain.signatures import check_kwargs, parameters
 
 Task = Literal["binary", "multiclass", "regression", "reconstruction"]
@@ -69,6 +75,8 @@ class Registry:
 
     A registry made with `target_info` also offers the entry `target`: its `target` option names
     an importable callable (`my_pkg.nets:MyNet`) whose signature its other options bind to.
+    A registry made with an `index` (name -> module) imports an entry's module when the entry is
+    first asked for; without one, its `populate` module is imported on first use.
     """
 
     def __init__(
@@ -78,6 +86,7 @@ class Registry:
         info: type = NoInfo,
         runtime: tuple[str, ...] = (),
         target_info: Any = None,
+        index: Mapping[str, str] | None = None,
     ):
         self.kind = kind
         self.runtime = runtime  # values the caller passes to builders; never config options
@@ -85,6 +94,8 @@ class Registry:
         self._info_type = info
         self._builders: dict[str, Callable[..., Any]] = {}
         self._info: dict[str, Any] = {}
+        self._index = dict(index or {})  # dltrain's own entries: name -> the module registering it
+        self.modules: dict[str, str] = {}  # name -> the module that registered it (see the tests)
         if target_info is not None:
             self._builders[TARGET], self._info[TARGET] = _no_target, target_info
 
@@ -97,28 +108,45 @@ class Registry:
                 f"{self._info_type.__name__} has {', '.join(sorted(known)) or 'none'}"
             )
 
+        module = _importing_module()
+
         def add(builder: Callable) -> Callable:
             self._load()  # dltrain's own entries first: a plugin reusing a name is then caught
-            if name in self._builders:
+            owner = self._index.get(name)
+            if name in self._builders or (owner is not None and owner != module):
                 raise RuntimeError(f"{self.kind} '{name}' is registered twice")
             self._builders[name] = builder
             self._info[name] = self._info_type(**info)
+            self.modules[name] = module
             return builder
 
         return add
 
     def _load(self) -> None:
-        if self._populate:
+        if self._populate and not self._index:
             importlib.import_module(self._populate)
 
-    def names(self) -> list[str]:
-        """Sorted names of all registered entries."""
+    def _load_entry(self, name: object) -> None:
+        """Import the module of an indexed entry not registered yet."""
         self._load()
-        return sorted(self._builders)
+        if name not in self._builders and isinstance(name, str) and name in self._index:
+            importlib.import_module(self._index[name])
+
+    def load_all(self) -> None:
+        """Import every module of the populate package (what an index must agree with)."""
+        self._load()
+        if self._populate and self._index:
+            package = importlib.import_module(self._populate)
+            import_submodules(self._populate, package.__path__)
+
+    def names(self) -> list[str]:
+        """Sorted names of all registered entries (indexed ones without importing them)."""
+        self._load()
+        return sorted(set(self._builders) | set(self._index))
 
     def __contains__(self, name: object) -> bool:
         self._load()
-        return name in self._builders
+        return name in self._builders or (isinstance(name, str) and name in self._index)
 
     def unknown(self, name: Any) -> str:
         """The message for a name that is not registered."""
@@ -132,6 +160,9 @@ class Registry:
         """The builder registered under `name`; ConfigError with suggestions otherwise."""
         if name not in self:
             raise ConfigError(self.unknown(name))
+        self._load_entry(name)
+        if name not in self._builders:  # the index names a module that does not register it
+            raise RuntimeError(f"{self.kind} '{name}': {self._index[name]} does not register it")
         return self._builders[name]
 
     def info(self, name: str) -> Any:
@@ -198,6 +229,14 @@ class Registry:
             return False
 
 
+def _importing_module() -> str:
+    """The module whose top-level code is running (whose import registers an entry)."""
+    frame = sys._getframe(2)
+    while frame.f_back is not None and frame.f_code.co_name != "<module>":
+        frame = frame.f_back
+    return str(frame.f_globals.get("__name__", ""))
+
+
 def _no_target(**_: Any) -> None:
     """Stands for the `target` entry until its option names the callable."""
 
@@ -235,8 +274,12 @@ def import_target(spec: Any, path: str) -> Callable[..., Any]:
 
 
 MODEL_RUNTIME = ("in_features", "out_features", "input_shape", "num_classes", "vocab")
-MODELS = Registry("model", "dltrain.models", ModelInfo, MODEL_RUNTIME, ModelInfo(tasks=TASKS))
-DATASETS = Registry("dataset", "dltrain.data", DatasetInfo, target_info=DatasetInfo())
+MODELS = Registry(
+    "model", "dltrain.models", ModelInfo, MODEL_RUNTIME, ModelInfo(tasks=TASKS), MODEL_MODULES
+)
+DATASETS = Registry(
+    "dataset", "dltrain.data", DatasetInfo, target_info=DatasetInfo(), index=DATASET_MODULES
+)
 LOSSES = Registry("loss", "dltrain.losses", LossInfo, target_info=LossInfo(tasks=TASKS))
 OPTIMIZERS = Registry("optimizer", "dltrain.optim", runtime=("params",), target_info=NoInfo())
 SCHEDULER_RUNTIME = ("optimizer", "epochs", "steps_per_epoch")

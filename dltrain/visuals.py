@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import torch
-from sklearn import metrics as skm
 from torch.utils.data import Dataset
 
 from dltrain.callback import Callback
@@ -89,6 +88,8 @@ def roc_figure(
     built: BuiltRun, scored: dict[str, tuple[torch.Tensor, torch.Tensor]], step: int
 ) -> None:
     """ROC curves of a binary task, one per split ({split: (outputs, targets)}), with their AUC."""
+    from sklearn import metrics as skm  # slow to import: only when drawing
+
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 5))
     for split, (outputs, targets) in scored.items():

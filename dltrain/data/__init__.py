@@ -1,5 +1,5 @@
-"""Dataset builders; every module here registers its datasets in DATASETS on import."""
+"""Dataset builders, one source per module, registered in DATASETS when their module is imported.
 
-from dltrain.autoimport import import_submodules
-
-import_submodules(__name__, __path__)
+Nothing is imported here: DATASETS imports a dataset's module when the dataset is first asked for
+(dltrain.registry_index names it), so a run imports only the libraries its own data needs.
+"""

@@ -2,25 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from sklearn import datasets as skd
+import importlib
 
 from dltrain.data.arrays import Arrays, array_dataset
 
 _LOADERS = {
-    "digits": (skd.load_digits, "multiclass"),
-    "iris": (skd.load_iris, "multiclass"),
-    "wine": (skd.load_wine, "multiclass"),
-    "breast_cancer": (skd.load_breast_cancer, "binary"),
-    "diabetes": (skd.load_diabetes, "regression"),
+    "digits": ("load_digits", "multiclass"),
+    "iris": ("load_iris", "multiclass"),
+    "wine": ("load_wine", "multiclass"),
+    "breast_cancer": ("load_breast_cancer", "binary"),
+    "diabetes": ("load_diabetes", "regression"),
 }
 
 
-def _bundled(name: str, loader: Callable, task: str) -> None:
+def _bundled(name: str, loader: str, task: str) -> None:
     @array_dataset(name, task=task, standardize=True)
     def make() -> Arrays:
-        bunch = loader()
+        # scikit-learn is slow to import: only when the data is made, not to check a config
+        bunch = getattr(importlib.import_module("sklearn.datasets"), loader)()
         names = getattr(bunch, "target_names", None)
         return Arrays(
             bunch.data,

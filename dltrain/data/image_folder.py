@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from sklearn.model_selection import train_test_split
 from torch.utils.data import Dataset
 from torchvision.io import ImageReadMode, decode_image
 from torchvision.transforms.v2.functional import pil_to_tensor, resize
@@ -108,6 +107,8 @@ def scan(folder: Path, classes: list[str]) -> Files:
 
 def split_off(part: Files, fraction: float, seed: int) -> tuple[Files, Files]:
     """(rest, held out): a stratified, seeded `fraction` of `part` held out."""
+    from sklearn.model_selection import train_test_split  # slow: only to split
+
     rest_files, held_files, rest_labels, held_labels = train_test_split(
         *part, test_size=fraction, random_state=seed, stratify=part[1]
     )

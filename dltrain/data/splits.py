@@ -9,7 +9,6 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 from torch.utils.data import Dataset
 
 from dltrain.errors import ConfigError
@@ -109,6 +108,8 @@ def with_split_options(**defaults: Any) -> Callable[[Callable], Callable]:
 
 def split_indices(y: np.ndarray, task: str, split: SplitOptions) -> dict[str, np.ndarray | None]:
     """Row indices of the train/val/test splits (None for an empty one), stratified by `y`."""
+    from sklearn.model_selection import train_test_split  # slow to import: only to split
+
     check_fractions(split.val_fraction, split.test_fraction)
     strat = split.stratify and task != "regression"
     parts: dict[str, np.ndarray | None] = {"train": np.arange(len(y)), "val": None, "test": None}

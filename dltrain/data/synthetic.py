@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.datasets import make_blobs
 
 from dltrain.data.arrays import Arrays, array_dataset
 from dltrain.errors import ConfigError
@@ -57,6 +56,8 @@ def blobs(
     seed: int = 101,
 ) -> Arrays:
     """Gaussian blobs (sklearn make_blobs); binary for 2 centers, multiclass otherwise."""
+    from sklearn.datasets import make_blobs  # slow to import: only when the data is made
+
     _positive(n_samples=n_samples, n_features=n_features, centers=centers, cluster_std=cluster_std)
     if centers < 2:
         raise ConfigError(f"dataset 'blobs' option 'centers' must be at least 2, got {centers}")

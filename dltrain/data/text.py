@@ -14,7 +14,6 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
 
 from dltrain.data.batches import TokenDataset
 from dltrain.data.files import data_root, reason, regular_file, stat_of
@@ -135,6 +134,8 @@ def carve(
         if name in parts or fraction == 0:
             continue
         texts, labels = parts["train"]
+        from sklearn.model_selection import train_test_split  # slow to import: only to split
+
         rest, held, rest_y, held_y = train_test_split(
             texts,
             labels,

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
 from torch.utils.data import TensorDataset
 
 from dltrain.data import cifar
@@ -118,6 +117,8 @@ def image_splits(name: str, arrays: Arrays, split: SplitOptions) -> DataSplits:
             raise ConfigError(f"dataset {name}: {part} labels outside 0..9")
     train, val = TensorDataset(images, labels), None
     if split.val_fraction > 0:
+        from sklearn.model_selection import train_test_split  # slow: only to split
+
         keep, held = train_test_split(
             np.arange(len(labels)),
             test_size=split.val_fraction,

@@ -7,20 +7,24 @@ dataset's own statistics are swapped for the saved ones.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import torch
 
 from dltrain.data.splits import DataMeta
-from dltrain.data.tabular import read_table
 from dltrain.errors import ConfigError
 from dltrain.modalities.modality import Inputs, Modality, one_file, rows
 from dltrain.modalities.restandardize import saved_statistics
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 
 def read_features(path: Path, meta: DataMeta, text_column: str) -> Inputs:
     """A table's raw feature columns in the training order, standardised as in training."""
+    from dltrain.data.tabular import read_table  # pandas: only to read new inputs
+
     frame = read_table(one_file(path, "features"))
     return Inputs("row", rows(len(frame)), feature_rows(frame, meta, path))
 

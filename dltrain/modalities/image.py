@@ -12,7 +12,6 @@ from pathlib import Path
 import torch
 
 from dltrain.data.files import is_folder, regular_file
-from dltrain.data.image_folder import EXTENSIONS, load_image
 from dltrain.data.splits import DataMeta
 from dltrain.errors import ConfigError
 from dltrain.modalities.modality import Inputs, Modality
@@ -29,6 +28,8 @@ class ImageFiles(Sequence):
         return len(self.files)
 
     def __getitem__(self, i: int) -> torch.Tensor:
+        from dltrain.data.image_folder import load_image  # torchvision: only to read images
+
         return load_image(self.files[i], self.shape, source="input")
 
 
@@ -43,6 +44,8 @@ def read_images(path: Path, meta: DataMeta, text_column: str) -> Inputs:
 
 def image_files(path: Path) -> list[Path]:
     """The image file itself, or the images under a folder (recursively, sorted)."""
+    from dltrain.data.image_folder import EXTENSIONS  # imports torchvision: only when reading
+
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
     images = [p for p in files if p.suffix.lower() in EXTENSIONS]
     if not images:

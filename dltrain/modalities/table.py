@@ -13,14 +13,15 @@ from typing import Any
 import torch
 
 from dltrain.data.splits import DataMeta, DataSplits
-from dltrain.data.table_encoding import encode_frame
-from dltrain.data.tabular import read_table
 from dltrain.modalities.modality import Inputs, Modality, cannot_convert, one_file, rows
 from dltrain.modalities.restandardize import STATS, restandardize
 
 
 def read_rows(path: Path, meta: DataMeta, text_column: str) -> Inputs:
     """Raw rows of a table, encoded with the saved spec."""
+    from dltrain.data.table_encoding import encode_frame  # pandas: only to read new inputs
+    from dltrain.data.tabular import read_table
+
     frame = read_table(one_file(path, "table"))
     encoded = torch.from_numpy(encode_frame(frame, meta.preprocessing))
     return Inputs("row", rows(len(frame)), encoded)

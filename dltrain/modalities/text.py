@@ -13,7 +13,6 @@ import torch
 from torch.nn.utils.rnn import pad_sequence
 
 from dltrain.data.splits import DataMeta
-from dltrain.data.tabular import read_table
 from dltrain.data.text import encode
 from dltrain.errors import ConfigError
 from dltrain.modalities.modality import Inputs, Modality, one_file, rows
@@ -28,6 +27,8 @@ def read_texts(path: Path, meta: DataMeta, column: str) -> Inputs:
 
     one_file(path, "text")
     if path.suffix.lower() in TABLE_SUFFIXES:
+        from dltrain.data.tabular import read_table  # pandas: only to read a table
+
         frame = read_table(path, sep="\t" if path.suffix.lower() == ".tsv" else ",")
         if column not in frame.columns:
             raise ConfigError(

@@ -1,5 +1,5 @@
-"""Model builders; every module here registers its models in MODELS on import."""
+"""Model builders, one family per module, registered in MODELS when their module is imported.
 
-from dltrain.autoimport import import_submodules
-
-import_submodules(__name__, __path__)
+Nothing is imported here: MODELS imports a model's module when the model is first asked for
+(dltrain.registry_index names it), so a run imports torchvision only for a torchvision model.
+"""

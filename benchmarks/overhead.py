@@ -89,6 +89,7 @@ def dltrain_run(samples: int) -> BuiltRun:
         "dataset.test_fraction=0",
         "trainer.monitor=train/loss",
         "trainer.device=cpu",
+        "trainer.precision=32",  # as the plain loops (auto picks bf16 on CPUs with bf16)
         "trainer.seed=0",
         f"trainer.batch_size={BATCH}",
     )

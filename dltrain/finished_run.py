@@ -20,6 +20,7 @@ from torch import nn
 
 from dltrain import checkpoints, plugin_trust
 from dltrain.build.model import build_model
+from dltrain.build.step_context import auto_precision
 from dltrain.config import check_config, options
 from dltrain.data.files import data_root
 from dltrain.data.splits import DataMeta
@@ -147,8 +148,11 @@ def step_context(cfg: DictConfig, meta: DataMeta) -> StepContext:
     """How batches run, as in training: device, saved input transform, precision."""
     known = {f.name for f in fields(TrainerOptions)}
     trainer = TrainerOptions(**{k: v for k, v in options(cfg.trainer).items() if k in known})
+    device = select_device(trainer.device)
+    if trainer.precision == "auto":  # given to eval/predict/export: what a run here would use
+        trainer.precision = auto_precision(device)[0]
     return StepContext(
-        device=select_device(trainer.device),
+        device=device,
         transform=BatchTransform.for_data(meta.preprocessing, trainer.channels_last),
         amp_dtype=PRECISIONS[trainer.precision],
         reconstruct=meta.task == "reconstruction",

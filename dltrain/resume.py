@@ -20,7 +20,7 @@ from dltrain.config import check_config
 from dltrain.errors import ConfigError
 from dltrain.plugins import load
 from dltrain.preflight import group_options, message, unknown_key, unknown_options
-from dltrain.trainer_options import WHERE_TO_TRAIN
+from dltrain.trainer_options import RESOLVED_AUTO, WHERE_TO_TRAIN
 
 CHANGEABLE = ("trainer.epochs", *WHERE_TO_TRAIN)
 _MISSING = object()
@@ -89,6 +89,8 @@ def _override_problems(cfg: DictConfig, override: Any) -> list[str]:
     value = _value(override.value())
     saved = OmegaConf.to_container(cfg, resolve=True)
     before = OmegaConf.select(OmegaConf.create(saved), key, default=_MISSING)
+    if value == "auto" and key in RESOLVED_AUTO:  # the run's config holds what auto chose
+        return []
     OmegaConf.update(cfg, key, value, merge=False)
     if key in CHANGEABLE or value == before:
         return []

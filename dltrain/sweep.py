@@ -8,19 +8,17 @@ with a checkpoint continues from it, and the rest start fresh (dltrain.sweep_res
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import torch
 
+from dltrain.cpu import share, share_with_jobs, usable_cpus
 from dltrain.sweep_resume import previous_outcome  # noqa: F401  (hydra_main imports it from here)
 
 
 def threads_for_job(n_jobs: int, cores: int) -> int:
     """Torch threads for each of `n_jobs` parallel jobs on `cores` cores (-1: one job per core)."""
-    if n_jobs < 1:
-        return 1
-    return max(1, cores // n_jobs)
+    return share(n_jobs, cores)
 
 
 def gpu_for_job(job_number: int, gpus: int) -> int | None:
@@ -33,8 +31,9 @@ def share_machine(launcher: dict[str, Any], job_number: int, device: str) -> dic
     n_jobs = launcher.get("n_jobs")
     if "joblib" not in str(launcher.get("_target_", "")) or n_jobs in (None, 1):
         return {}
-    threads = threads_for_job(int(n_jobs), os.cpu_count() or 1)
-    torch.set_num_threads(threads)
+    threads = threads_for_job(int(n_jobs), usable_cpus())
+    share_with_jobs(int(n_jobs) if int(n_jobs) >= 1 else usable_cpus())  # -1: one per core
+    torch.set_num_threads(threads)  # trainer.threads=null takes this share (dltrain.cpu)
     shared: dict[str, Any] = {"threads": threads}
     gpu = gpu_for_job(job_number, torch.cuda.device_count()) if device in ("auto", "cuda") else None
     if gpu is not None:

@@ -92,6 +92,9 @@ def fit_and_test(built: BuiltRun, state: FitState, started: float) -> dict[str, 
             wall_time_s=round(time.perf_counter() - started, 3),
             seed=built.trainer.seed,
             device=str(built.context.device),
+            precision=built.trainer.precision,  # what `auto` chose, as the run trained
+            channels_last=built.trainer.channels_last,
+            threads=built.trainer.threads,
             epochs_completed=state.epoch,
             tags=list(built.cfg.get("tags") or []),
             notes=built.cfg.get("notes"),
@@ -131,7 +134,7 @@ def resumed_config(cfg: DictConfig, saved: DictConfig, path: Path) -> DictConfig
     ignored = [
         f"{key}={given[key]} (checkpoint: {value})"
         for key, value in flatten(OmegaConf.to_container(saved, resolve=True)).items()
-        if given.get(key) not in (None, value) and key not in kept
+        if given.get(key) not in (None, "auto", value) and key not in kept  # auto: as chosen
     ]
     if ignored:
         log.warning(f"resume: the checkpoint's settings win over {', '.join(ignored)}")

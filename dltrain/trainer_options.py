@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
 
+from dltrain.cpu import usable_cpus  # noqa: F401  (config checks import it from here)
 from dltrain.errors import ConfigError, did_you_mean
 
 PRECISIONS = {"32": None, "bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
 # Where a run trains: a resumed run takes these from its new command, not from its checkpoint.
-WHERE_TO_TRAIN = ("trainer.device", "trainer.devices", "trainer.num_nodes", "trainer.strategy")
+WHERE_TO_TRAIN = (
+    "trainer.device",
+    "trainer.devices",
+    "trainer.num_nodes",
+    "trainer.strategy",
+    "trainer.threads",
+)
+# Options whose `auto` is resolved when a run is built; the run's config records the choice.
+RESOLVED_AUTO = ("trainer.precision", "trainer.channels_last")
 
 
 @dataclass
@@ -28,8 +36,9 @@ class TrainerOptions:
     num_workers: int = 0
     monitor: str = "val/loss"
     monitor_mode: Literal["min", "max"] = "min"
-    precision: str | int = 32  # 32 | bf16-mixed | 16-mixed (CUDA only); read as text
-    channels_last: bool = False
+    precision: str | int = "auto"  # auto | 32 | bf16-mixed | 16-mixed (CUDA only); read as text
+    channels_last: bool | str = "auto"  # auto: with bf16 autocast, for conv nets
+    threads: int | None = None  # torch's CPU threads; null: this process's share of its CPUs
     compile: bool = False
     histogram_every_n_epochs: int = 0  # weight histograms in TensorBoard; 0: never
     checkpoint_every_n_steps: int = 0  # mid-epoch checkpoints (last.pt); 0: at epoch ends only
@@ -77,14 +86,24 @@ class TrainerOptions:
                 "trainer.divergence_threshold: must be >= 0 (0: stop on non-finite losses only), "
                 f"got {self.divergence_threshold}"
             )
+        if self.threads is not None and self.threads < 1:
+            problems.append(
+                f"trainer.threads: must be at least 1 or null (the CPUs this process may use), "
+                f"got {self.threads}"
+            )
         if self.max_steps is not None and self.max_steps < 1:
             problems.append(f"trainer.max_steps: must be at least 1 or null, got {self.max_steps}")
         problems += self._subset_problems()
         self.precision = str(self.precision)
-        if self.precision not in PRECISIONS:
+        if self.precision not in (*PRECISIONS, "auto"):
+            choices = (*PRECISIONS, "auto")
             problems.append(
-                f"trainer.precision: must be one of {', '.join(PRECISIONS)}, got "
-                f"'{self.precision}'.{did_you_mean(self.precision, PRECISIONS)}"
+                f"trainer.precision: must be one of {', '.join(choices)}, got "
+                f"'{self.precision}'.{did_you_mean(self.precision, choices)}"
+            )
+        if self.channels_last not in (True, False, "auto"):
+            problems.append(
+                f"trainer.channels_last: must be true, false or auto, got {self.channels_last!r}"
             )
         if problems:
             raise ConfigError(problems)
@@ -119,11 +138,3 @@ def subset_size(option: int | float, batches: int) -> int | None:
     if isinstance(option, float):
         return None if option >= 1 else max(1, int(batches * option))
     return min(option, batches)
-
-
-def usable_cpus() -> int:
-    """The CPUs this process may run on (its affinity mask), not the machine's count."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # no affinity on this OS
-        return os.cpu_count() or 1

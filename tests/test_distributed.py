@@ -44,7 +44,13 @@ from .helpers import (
 
 # 448 training samples: 7 steps of 2 ranks x 32, or of 1 rank x 64.
 BLOBS = ["dataset=blobs", "dataset.n_samples=640", "loss=bce", "trainer.device=cpu"]
-DETERMINISTIC = ["trainer.seed=0", "trainer.log_every_n_steps=1", "trainer.epochs=2"]
+# float32 in every rank: spawned ranks read this machine's CPU flags, not the tests' (conftest.py)
+DETERMINISTIC = [
+    "trainer.seed=0",
+    "trainer.log_every_n_steps=1",
+    "trainer.epochs=2",
+    "trainer.precision=32",
+]
 
 
 def ddp_cfg(*overrides: str):

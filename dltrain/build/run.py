@@ -15,7 +15,7 @@ from dltrain.build.data import build_batches, build_data
 from dltrain.build.model import build_model, place_model
 from dltrain.build.optimisation import build_loss, build_optimizer, build_schedule
 from dltrain.build.run_dir import start_run_dir
-from dltrain.build.step_context import build_step_context
+from dltrain.build.step_context import apply_threads, build_step_context, resolve_auto
 from dltrain.built_run import BuiltRun
 from dltrain.config import check_config, options
 from dltrain.data.splits import DataSplits
@@ -47,12 +47,15 @@ def build_run(
     seed_everything(trainer.seed, trainer.deterministic)
     torch.autograd.set_detect_anomaly(trainer.detect_anomaly)  # set both ways: sweeps share it
     device = select_device(trainer.device, world.local_rank)
+    apply_threads(trainer)  # before data and model: both may use torch's thread pool
     if device.type == "cuda":
         torch.cuda.set_device(device)  # NCCL and DDP use the current device
 
     data = build_data(cfg)
     regularizers = build_regularizers(options(cfg.get("regularization") or {}))
-    model, ddp = place_model(build_model(cfg, data.meta, regularizers), trainer, device, world)
+    model = build_model(cfg, data.meta, regularizers)
+    resolve_auto(trainer, cfg, device, model)  # precision, channels_last: auto -> the choice
+    model, ddp = place_model(model, trainer, device, world)
     loss_fn = build_loss(cfg, device)
     optimizer = build_optimizer(cfg, model, regularizers)
     batches = build_batches(data, trainer, device, world)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import string
 import sys
@@ -44,6 +45,8 @@ def main() -> None:
     except Exception as e:  # outside a job (which reports its own): still one line
         print(f"dltrain: {failure(e)}", file=sys.stderr)
         sys.exit(1)
+    finally:
+        gc.freeze()  # the exit need not collect every imported module: ~1 s less per command
 
 
 def launch_main() -> None:

@@ -6,6 +6,7 @@ keeping, goes only to the log files (a run's dltrain.log), never to the terminal
 
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 from collections.abc import Callable
@@ -88,3 +89,5 @@ def command(prog: str, body: Callable[[], None]) -> None:
     except Exception as e:  # a full disk, no memory, a bad file, a bug: never a traceback
         print(f"{prog}: {failure(e)}", file=sys.stderr)
         sys.exit(1)
+    finally:
+        gc.freeze()  # the exit need not collect every imported module: ~1 s less per command

@@ -18,6 +18,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from dltrain import preflight, run_dirs, sweep_resume  # sweep_resume: registers resolvers
+from dltrain.closed_output import guard_output
 from dltrain.composition import CONF_DIR, hydra_context
 from dltrain.errors import ConfigError
 from dltrain.failures import failure, print_problems
@@ -37,6 +38,7 @@ def main() -> None:
     Under a launcher of several ranks (torchrun, srun) only rank 0 runs Hydra, so there is one
     run dir; the other ranks train each job it announces. Whatever fails is one line on stderr.
     """
+    guard_output()
     try:
         launch_main()
     except KeyboardInterrupt:

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from dltrain.closed_output import guard_output
 from dltrain.errors import ConfigError
 from dltrain.files import SaveError, UnreadableFile
 
@@ -71,6 +72,7 @@ def print_problems(prog: str, problems: list[str]) -> None:
 
 def command(prog: str, body: Callable[[], None]) -> None:
     """Run a command's body; any failure is one line on stderr (exit 2 for a user mistake)."""
+    guard_output()
     try:
         body()
     except ConfigError as e:

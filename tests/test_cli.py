@@ -10,7 +10,7 @@ import pytest
 
 from dltrain.composition import CONF_DIR
 
-from .helpers import PYTHON, TINY, dltrain, run_command, run_dirs
+from .helpers import PYTHON, TINY, dltrain, run_command, run_dirs, start_command
 
 pytestmark = pytest.mark.slow  # every test runs a command
 
@@ -146,3 +146,16 @@ def test_help_does_not_import_torch(tmp_path: Path) -> None:
     )
     result = run_command(PYTHON, "-c", probe, cwd=tmp_path, timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+def test_a_reader_that_goes_away_leaves_the_run_complete(tmp_path: Path) -> None:
+    # `dltrain ... | head -1`: the pipe closes after the first line; the run must not fail.
+    process = start_command("dltrain", *TINY, "trainer.epochs=3", "hydra.run.dir=run", cwd=tmp_path)
+    assert process.stdout.readline()
+    process.stdout.close()
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err
+    assert "Traceback" not in err and "Logging error" not in err and "Broken pipe" not in err
+    summary = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert summary["status"] == "completed" and summary["epochs_completed"] == 3
+    assert (tmp_path / "run" / "model.pt").is_file()

@@ -15,15 +15,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dltrain.data.arrays import check_finite, check_finite_targets, to_tensor_dataset
-from dltrain.data.splits import DataMeta, DataSplits, SplitOptions, split_indices
+from dltrain.data.arrays import check_finite_targets
+from dltrain.data.splits import DataSplits, SplitOptions, split_indices
 from dltrain.data.table_encoding import (
-    column_kinds,
-    encode_frame,
     encode_targets,
-    fit_features,
     target_spec,
 )
+from dltrain.data.tabular import encoded_splits
 from dltrain.data.text import TokenizerOptions, check_train_split, text_splits
 from dltrain.errors import ConfigError, did_you_mean
 
@@ -206,20 +204,4 @@ def table_path(
     rows = {k: np.flatnonzero(where == k) for k in splits}
     carved = carve(y[train_rows], task, split, set(splits))
     rows |= {k: train_rows[i] for k, i in carved.items() if i is not None}
-    kinds = column_kinds(frame.drop(columns=[label]))
-    with np.errstate(over="ignore", invalid="ignore"):
-        spec.update(fit_features(frame.iloc[rows["train"]], kinds, missing, split.standardize))
-        x = {k: encode_frame(frame.iloc[i], spec) for k, i in rows.items()}
-    stats = () if spec["mean"] is None else (spec["mean"], spec["std"])
-    check_finite(x, spec["feature_names"], "dataset hf", stats)
-    sets = {k: to_tensor_dataset(x[k], y[i], task) for k, i in rows.items()}
-    names = spec["class_names"]
-    meta = DataMeta(
-        task=task,
-        input_shape=(len(spec["feature_names"]),),
-        num_classes=None if names is None else len(names),
-        class_names=names,
-        feature_names=spec["feature_names"],
-        preprocessing={"tabular": spec},
-    )
-    return DataSplits(sets["train"], sets.get("val"), sets.get("test"), meta)
+    return encoded_splits(frame, label, spec, y, rows, missing, split.standardize, "dataset hf")

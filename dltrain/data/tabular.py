@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -174,13 +174,30 @@ def table_splits(
     if task == "regression":
         check_finite_targets(y, f"dataset.target: column '{target}' of {file.name}")
     rows = split_indices(y, task, split)
+    where = f"dataset.path: {file}"
+    return encoded_splits(frame, target, spec, y, rows, missing, split.standardize, where)
+
+
+def encoded_splits(
+    frame: pd.DataFrame,
+    target: str,
+    spec: dict[str, Any],
+    y: np.ndarray,
+    rows: dict[str, np.ndarray | None],
+    missing: str,
+    standardize: bool,
+    where: str,
+) -> DataSplits:
+    """The feature columns encoded (fitted on rows["train"] only), checked finite (`where`
+    names the source in the error), and split into tensor datasets with the table's meta."""
+    task = spec["task"]
     kinds = column_kinds(frame.drop(columns=[target]))
     # Overflow (a 1e308 feature) is caught by check_finite on the result: no numpy warnings.
     with np.errstate(over="ignore", invalid="ignore"):
-        spec.update(fit_features(frame.iloc[rows["train"]], kinds, missing, split.standardize))
+        spec.update(fit_features(frame.iloc[rows["train"]], kinds, missing, standardize))
         x = {k: None if i is None else encode_frame(frame.iloc[i], spec) for k, i in rows.items()}
     stats = () if spec["mean"] is None else (spec["mean"], spec["std"])
-    check_finite(x, spec["feature_names"], f"dataset.path: {file}", stats)
+    check_finite(x, spec["feature_names"], where, stats)
     sets = {k: None if i is None else to_tensor_dataset(x[k], y[i], task) for k, i in rows.items()}
     names = spec["class_names"]
     meta = DataMeta(
@@ -191,7 +208,7 @@ def table_splits(
         feature_names=spec["feature_names"],
         preprocessing={"tabular": spec},
     )
-    return DataSplits(sets["train"], sets["val"], sets["test"], meta)
+    return DataSplits(sets["train"], sets.get("val"), sets.get("test"), meta)
 
 
 @DATASETS.register("bank_marketing", task="binary", reads_files=True)

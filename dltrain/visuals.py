@@ -15,13 +15,15 @@ from dltrain.callback import Callback
 from dltrain.data.batches import samples
 from dltrain.metrics import confusion_matrix, predictions, probabilities
 from dltrain.modalities.lookup import modality_of
-from dltrain.tracking.figures import markdown_matrix, pyplot
+from dltrain.tracking.figures import markdown_matrix, pyplot, shortened
 
 if TYPE_CHECKING:
     from dltrain.built_run import BuiltRun, FitState
 
 RECONSTRUCTIONS = 8  # fixed test images shown with their reconstructions every epoch
 LATENT_POINTS = 2000  # test samples sent to the embedding projector
+MISCLASSIFIED = 32  # test pictures shown with their true and predicted class (8 a row)
+NAME_LENGTH = 10  # characters of a class name in a tile's title
 
 PNG_FILES = ("roc_curve.png", "predicted_vs_actual.png", "latent_space.png")  # a run may draw
 
@@ -67,20 +69,23 @@ def classification_visuals(
     matrix: list[list[int]],
     step: int,
 ) -> None:
-    """The confusion matrix as text and figure; for pictures, a grid of misclassified test ones."""
+    """The confusion matrix as text and figure; for pictures, misclassified test ones titled."""
     meta, tracker, modality = built.data.meta, built.tracker, modality_of(built.data.meta)
     labels = class_labels(built)
     tracker.text("test/confusion_matrix", markdown_matrix(matrix, labels), step)
     tracker.confusion_figure("test/confusion_matrix_plot", matrix, labels, step)
     predicted = predictions(outputs, meta.task)
-    wrong = (predicted != targets).nonzero().flatten()[:64].tolist()
+    wrong = (predicted != targets).nonzero().flatten()[:MISCLASSIFIED].tolist()
     if not modality.shows_images or not wrong:
         return
-    tracker.images("test/misclassified", modality.pictures(samples(built.data.test, wrong)), step)
-    lines = [
-        f"{n}. true {labels[targets[i]]}, predicted {labels[predicted[i]]}"
-        for n, i in enumerate(wrong, 1)
+    pairs = [(labels[int(targets[i])], labels[int(predicted[i])]) for i in wrong]
+    captions = [
+        f"true {shortened(true, NAME_LENGTH)}\npred {shortened(guess, NAME_LENGTH)}"
+        for true, guess in pairs
     ]
+    pictures = modality.pictures(samples(built.data.test, wrong))
+    tracker.labelled_images("test/misclassified", pictures, captions, step)
+    lines = [f"{n}. true {true}, predicted {guess}" for n, (true, guess) in enumerate(pairs, 1)]
     tracker.text("test/misclassified", "\n".join(lines), step)
 
 
@@ -133,19 +138,20 @@ def latent_space(built: BuiltRun, step: int) -> None:
     text = [names[int(y)] if names else f"{float(y):g}" for y in labels]
     modality = modality_of(built.data.meta)
     images = modality.pictures(stored) if modality.shows_images else None
-    built.tracker.embedding("latent", codes, text, images, step)
+    metadata = {"label": text, "sample": [str(i) for i in index]}  # label first: colour by it
+    built.tracker.embedding("latent", codes, metadata, images, step)
     if codes.shape[1] not in (2, 3):
         return  # the projector's PCA / t-SNE shows other sizes
     plt = pyplot()
-    fig = plt.figure(figsize=(7, 6))
+    fig = plt.figure(figsize=(10, 9))
     ax = fig.add_subplot(projection="3d" if codes.shape[1] == 3 else None)
     colours = torch.tensor([float(y) for y in labels])
-    points = ax.scatter(*codes.T.numpy(), c=colours.numpy(), cmap="tab10", s=4)
+    points = ax.scatter(*codes.T.numpy(), c=colours.numpy(), cmap="tab10", s=6)
     if names:
         handles = points.legend_elements()[0]
-        ax.legend(handles, names[: len(handles)], fontsize=7, loc="upper left")
-    ax.set_title(f"latent codes of {len(index)} test samples")
-    built.tracker.figure("latent_space", fig, step, built.run_dir / "latent_space.png")
+        ax.legend(handles, names[: len(handles)], fontsize=10, loc="upper left")
+    ax.set_title(f"latent codes of {len(index)} test samples", fontsize=13)
+    built.tracker.figure("latent_space", fig, step, built.run_dir / "latent_space.png", dpi=150)
 
 
 def evaluation_split(built: BuiltRun) -> Dataset:

@@ -65,7 +65,8 @@ def test_image_autoencoder_logs_reconstructions_and_the_latent_space(tmp_path: P
     latent = next(board.glob("*/latent"))
     codes = (latent / "tensors.tsv").read_text().splitlines()
     labels = (latent / "metadata.tsv").read_text().splitlines()
-    assert len(codes) == len(labels) == 40 and len(codes[0].split("\t")) == 3  # the test split
+    assert labels[0] == "label\tsample"  # a header row, the label first
+    assert len(codes) == len(labels) - 1 == 40 and len(codes[0].split("\t")) == 3  # the test split
     assert (latent / "sprite.png").is_file()
     assert (tmp_path / "run" / "latent_space.png").stat().st_size > 10_000
 

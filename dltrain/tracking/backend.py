@@ -78,9 +78,10 @@ class Backend:
         """A histogram of every parameter (TensorBoard)."""
 
     def embedding(
-        self, tag: str, codes: Any, labels: list[str], images: Any | None, step: int
+        self, tag: str, codes: Any, metadata: dict[str, list[str]], images: Any | None, step: int
     ) -> None:
-        """Codes with labels (and thumbnails) for an embedding projector (TensorBoard)."""
+        """Codes with metadata columns by name, the label first (and thumbnails), for an
+        embedding projector (TensorBoard)."""
 
     def artifacts(self, paths: list[Path]) -> None:
         """At the end: the run's files worth keeping (config, metrics, weights, figures)."""

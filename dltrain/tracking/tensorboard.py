@@ -74,10 +74,18 @@ class TensorBoardBackend(Backend):
             self.writer.add_histogram(f"weights/{name}", param.detach().float().cpu(), step)
 
     def embedding(
-        self, tag: str, codes: Any, labels: list[str], images: Any | None, step: int
+        self, tag: str, codes: Any, metadata: dict[str, list[str]], images: Any | None, step: int
     ) -> None:
+        # with a header row (which needs two columns or more), the projector offers each column
+        # by name, the label first, to colour and label the points by
+        rows = [list(row) for row in zip(*metadata.values(), strict=True)]
         self.writer.add_embedding(
-            codes, metadata=labels, label_img=images, global_step=step, tag=tag
+            codes,
+            metadata=rows,
+            metadata_header=list(metadata),
+            label_img=images,
+            global_step=step,
+            tag=tag,
         )
 
     def flush(self) -> None:

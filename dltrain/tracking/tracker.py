@@ -79,16 +79,25 @@ class Tracker:
             return
         from torchvision.utils import make_grid
 
-        images = images.float() / 255 if images.dtype == torch.uint8 else images.float().clamp(0, 1)
         nrow = nrow or int(len(images) ** 0.5 + 0.999)
-        grid = make_grid(images.cpu(), nrow=nrow, padding=2, pad_value=1.0)
+        grid = make_grid(unit_range(images).cpu(), nrow=nrow, padding=2, pad_value=1.0)
         self._each("image", tag, grid, step)
 
-    def figure(self, tag: str, fig: Any, step: int = 0, png: Path | None = None) -> None:
-        """Log a matplotlib figure (and save it as `png` when given); closes the figure."""
+    def labelled_images(
+        self, tag: str, images: torch.Tensor, captions: list[str], step: int = 0
+    ) -> None:
+        """Log images (N, C, H, W; uint8 or float in [0, 1]) as one figure, each titled."""
+        if self.backends:
+            pictures = unit_range(images).cpu()
+            self.figure(tag, figures.labelled_pictures(pictures, captions), step)
+
+    def figure(
+        self, tag: str, fig: Any, step: int = 0, png: Path | None = None, dpi: int = 120
+    ) -> None:
+        """Log a matplotlib figure (and save it as `png` at `dpi` when given); closes the figure."""
         try:
             if png is not None:
-                fig.savefig(png, dpi=120)
+                fig.savefig(png, dpi=dpi)
             self._each("figure", tag, fig, step)
         finally:
             figures.pyplot().close(fig)
@@ -115,13 +124,18 @@ class Tracker:
         self._each("histograms", model, step)
 
     def embedding(
-        self, tag: str, codes: torch.Tensor, labels: list[str], images: Any, step: int
+        self,
+        tag: str,
+        codes: torch.Tensor,
+        metadata: dict[str, list[str]],
+        images: torch.Tensor | None,
+        step: int,
     ) -> None:
-        """Codes with their labels (and image thumbnails) for an embedding projector."""
+        """Codes with metadata columns by name, the label first (and image thumbnails), for an
+        embedding projector."""
         if images is not None:
-            scale = 255 if images.dtype == torch.uint8 else 1
-            images = (images.float() / scale).clamp(0, 1)
-        self._each("embedding", tag, codes, labels, images, step)
+            images = unit_range(images)
+        self._each("embedding", tag, codes, metadata, images, step)
 
     def artifacts(self, paths: list[Path]) -> None:
         """The run's files worth keeping beside its records (those that exist)."""
@@ -155,3 +169,8 @@ class Tracker:
 
     def __exit__(self, exc_type: type | None, *exc: object) -> None:
         self.close("completed" if exc_type is None else "failed")
+
+
+def unit_range(images: torch.Tensor) -> torch.Tensor:
+    """Pictures as floats in [0, 1] (uint8 ones scaled down)."""
+    return images.float() / 255 if images.dtype == torch.uint8 else images.float().clamp(0, 1)

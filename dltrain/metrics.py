@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from dltrain import metric_math
+
 
 def metric_names(task: str) -> list[str]:
     """Names of the metrics compute_metrics gives for a task (plus the loss)."""
@@ -41,36 +43,19 @@ def compute_metrics(outputs: torch.Tensor, targets: torch.Tensor, task: str) -> 
     Binary precision/recall/F1 are of the positive class; multiclass ones are macro averages.
     ROC-AUC is omitted when a split lacks a class (it is undefined there).
     """
-    from sklearn import metrics as skm  # slow to import: only once there are outputs to score
-
     if task in ("regression", "reconstruction"):
         pred, true = outputs.float().cpu().numpy(), targets.float().cpu().numpy()
         if task == "reconstruction":
             pred, true = pred.reshape(-1), true.reshape(-1)
-        mse = skm.mean_squared_error(true, pred)
-        return {
-            "mse": float(mse),
-            "rmse": float(np.sqrt(mse)),
-            "mae": float(skm.mean_absolute_error(true, pred)),
-            "r2": float(skm.r2_score(true, pred)),
-        }
+        return metric_math.regression_scores(true, pred)
     true = targets.cpu().numpy()
     pred = predictions(outputs, task).cpu().numpy()
     prob = probabilities(outputs, task).cpu().numpy()
-    average = "binary" if task == "binary" else "macro"
-    precision, recall, f1, _ = skm.precision_recall_fscore_support(
-        true, pred, average=average, zero_division=0
-    )
-    result = {
-        "acc": float(skm.accuracy_score(true, pred)),
-        "precision": float(precision),
-        "recall": float(recall),
-        "f1": float(f1),
-    }
+    result = metric_math.classification_scores(true, pred, binary=task == "binary")
     num_classes = 2 if task == "binary" else prob.shape[1]
     if len(np.unique(true)) == num_classes:
-        multi = "ovr" if task == "multiclass" else "raise"
-        result["auc"] = float(skm.roc_auc_score(true, prob, multi_class=multi))
+        auc = metric_math.roc_auc if task == "binary" else metric_math.ovr_roc_auc
+        result["auc"] = auc(true, prob)
     return result
 
 
@@ -78,9 +63,5 @@ def confusion_matrix(
     outputs: torch.Tensor, targets: torch.Tensor, task: str, num_classes: int
 ) -> list[list[int]]:
     """Rows are true classes, columns predicted classes."""
-    from sklearn import metrics as skm
-
     pred = predictions(outputs, task).cpu().numpy()
-    return skm.confusion_matrix(
-        targets.cpu().numpy(), pred, labels=list(range(num_classes))
-    ).tolist()
+    return metric_math.confusion_counts(targets.cpu().numpy(), pred, num_classes).tolist()

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import math
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from dltrain import checkpoints
 from dltrain.data.splits import hold_out
 from dltrain.errors import ConfigError
+from dltrain.evaluation import main as eval_main
+from dltrain.files import save_torch
+from dltrain.train import run
 
-from .helpers import PYTHON, checkout_env
+from .helpers import FAST, PYTHON, checkout_env, compose_config, dltrain_main, invoke
 
 
 @pytest.mark.parametrize("fraction", [0.1, 0.15, 0.2, 0.5, 0.93])
@@ -71,3 +76,23 @@ def test_digits_read_from_its_file_equals_scikit_learns_loader() -> None:
     assert np.array_equal(ours.x, theirs.data) and np.array_equal(ours.y, theirs.target)
     assert ours.feature_names == theirs.feature_names
     assert ours.class_names == [str(n) for n in theirs.target_names]
+
+
+def test_a_run_split_by_an_older_dltrain_is_not_resumed_and_its_eval_warns(
+    tmp_path: Path,
+) -> None:
+    run_dir = tmp_path / "run"
+    run(compose_config(*FAST, "dataset=iris", "trainer.epochs=1"), run_dir)
+    for name in ("last.pt", "best.pt"):  # as dltrain before hold_out saved them
+        saved = checkpoints.load(run_dir / "checkpoints" / name)
+        del saved["data_meta"]["split_rule"]
+        save_torch(saved, run_dir / "checkpoints" / name)
+    before = (run_dir / "metrics.json").read_bytes()
+    code, stderr = invoke(dltrain_main, [f"resume={run_dir}", "trainer.epochs=2"], tmp_path)
+    assert code == 2 and "drawn by scikit-learn (an older dltrain)" in stderr, stderr
+    assert [line for line in stderr.splitlines() if line.startswith("dltrain:")] == [
+        stderr.strip().splitlines()[-1]
+    ]
+    assert (run_dir / "metrics.json").read_bytes() == before
+    code, stderr = invoke(eval_main, [str(run_dir)], tmp_path)
+    assert code == 0 and "its test metrics may be too good" in stderr, stderr

@@ -14,6 +14,8 @@ from torch.utils.data import Dataset
 
 from dltrain.errors import ConfigError
 
+SPLIT_RULE = "hold_out"  # dltrain's seeded, stratified row split (see hold_out)
+
 
 @dataclass
 class DataMeta:
@@ -28,6 +30,7 @@ class DataMeta:
     vocab: list[str] | None = None  # text: token of each id (0 is padding)
     preprocessing: dict[str, Any] = field(default_factory=dict)  # e.g. standardisation stats
     modality: str | None = None  # image, text, ... (dltrain.modalities); set by the run's build
+    split_rule: str | None = SPLIT_RULE  # None: rows held out by scikit-learn (before 2026-12)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain types only, so the meta can live in a weights_only checkpoint and in JSON."""
@@ -36,7 +39,17 @@ class DataMeta:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> DataMeta:
         """Inverse of to_dict (e.g. from a checkpoint)."""
-        return cls(**{**values, "input_shape": tuple(values["input_shape"])})
+        return cls(**{"split_rule": None, **values, "input_shape": tuple(values["input_shape"])})
+
+
+def other_split_rule(rule: str | None) -> str | None:
+    """Why a run whose rows were held out by `rule` cannot have them rebuilt now, or None."""
+    if rule == SPLIT_RULE:
+        return None
+    return (
+        f"this run's val/test rows were drawn by {rule or 'scikit-learn'} (an older dltrain); "
+        f"this dltrain draws others ({SPLIT_RULE}), which may hold rows the run trained on"
+    )
 
 
 @dataclass

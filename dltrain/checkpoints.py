@@ -149,6 +149,8 @@ def saved_meta(values: dict[str, Any], path: Path) -> DataMeta:
     modality = values.get("modality")  # absent from checkpoints saved before it existed
     if modality is not None and not (isinstance(modality, str) and modality in MODALITIES):
         problems.append(f"modality {modality!r} is not one of {', '.join(MODALITIES)}")
+    if not isinstance(values.get("split_rule", ""), str | None):
+        problems.append("split_rule is not a string")
     if problems:
         raise ConfigError(f"{path}: its data meta is not dltrain's: {'; '.join(problems)}")
     meta = DataMeta.from_dict(values)

@@ -11,6 +11,7 @@ from typing import Any
 from dltrain.command_line import parse_args, plugin_options
 from dltrain.config import options
 from dltrain.data.batches import make_batches
+from dltrain.data.splits import other_split_rule
 from dltrain.data.user import as_data_splits
 from dltrain.errors import ConfigError, did_you_mean
 from dltrain.failures import command
@@ -41,6 +42,11 @@ def evaluate_split(run: FinishedRun, split: str) -> dict[str, Any]:
             last = f"{e.problems[-1]} ({'; '.join(run.notes)})"
             raise ConfigError([*e.problems[:-1], last]) from None
     match_saved(data, meta)
+    if split != "train" and (problem := other_split_rule(meta.split_rule)):
+        print(
+            f"dltrain-eval: warning: {problem}: its {split} metrics may be too good",
+            file=sys.stderr,
+        )
     sets = {"train": data.train, "val": data.val, "test": data.test}
     if sets[split] is None:
         available = ", ".join(k for k, v in sets.items() if v is not None)

@@ -15,6 +15,7 @@ from omegaconf import OmegaConf
 
 from dltrain import __version__
 from dltrain.built_run import BuiltRun, EpochProgress, FitState
+from dltrain.data.splits import other_split_rule
 from dltrain.errors import ConfigError
 from dltrain.files import save_torch
 
@@ -100,6 +101,9 @@ def link(folder: Path, existing: str, name: str) -> None:
 
 def restore(built: BuiltRun, state: FitState, saved: dict[str, Any], path: Path) -> None:
     """Put a run back where a checkpoint left it, RNGs and data order too; one line if it can't."""
+    meta = saved.get("data_meta") if isinstance(saved.get("data_meta"), dict) else {}
+    if problem := other_split_rule(meta.get("split_rule")):
+        raise ConfigError(f"resume: {problem}; start a new run")
     try:
         _restore(built, state, saved)
     except (KeyError, TypeError, ValueError, IndexError, RuntimeError, AttributeError) as e:

@@ -287,7 +287,7 @@ def test_image_folder_rejects_bad_options(tmp_path: Path) -> None:
 @pytest.mark.parametrize("dataset", ["mnist", "image_folder"])
 def test_a_cnn_learns_from_the_files_end_to_end(tmp_path: Path, dataset: str) -> None:
     if dataset == "mnist":  # in-memory uint8 tensors
-        root = make_mnist(tmp_path / "data", n=200)
+        root = make_mnist(tmp_path / "data", n=300)
         extra = ["model=cnn", f"dataset.data_dir={root}", "dataset.random_crop_padding=1"]
     else:  # decoded per sample by a DataLoader
         root = make_folder(tmp_path / "data", ("train",), per_class=20)

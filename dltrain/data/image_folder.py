@@ -22,6 +22,7 @@ from dltrain.data.splits import (
     DataSplits,
     SplitOptions,
     check_fractions,
+    hold_out,
     with_split_options,
 )
 from dltrain.errors import ConfigError
@@ -107,11 +108,10 @@ def scan(folder: Path, classes: list[str]) -> Files:
 
 def split_off(part: Files, fraction: float, seed: int) -> tuple[Files, Files]:
     """(rest, held out): a stratified, seeded `fraction` of `part` held out."""
-    from sklearn.model_selection import train_test_split  # slow: only to split
-
-    rest_files, held_files, rest_labels, held_labels = train_test_split(
-        *part, test_size=fraction, random_state=seed, stratify=part[1]
-    )
+    files, labels = part
+    kept, held = hold_out(len(labels), fraction, seed, labels)
+    rest_files, rest_labels = [files[i] for i in kept], [labels[i] for i in kept]
+    held_files, held_labels = [files[i] for i in held], [labels[i] for i in held]
     return (rest_files, rest_labels), (held_files, held_labels)
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -12,6 +13,8 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from dltrain.errors import ConfigError
+
+SPLIT_RULE = "hold_out"  # dltrain's seeded, stratified row split (see hold_out)
 
 
 @dataclass
@@ -27,6 +30,7 @@ class DataMeta:
     vocab: list[str] | None = None  # text: token of each id (0 is padding)
     preprocessing: dict[str, Any] = field(default_factory=dict)  # e.g. standardisation stats
     modality: str | None = None  # image, text, ... (dltrain.modalities); set by the run's build
+    split_rule: str | None = SPLIT_RULE  # None: rows held out by scikit-learn (before 2026-12)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain types only, so the meta can live in a weights_only checkpoint and in JSON."""
@@ -35,7 +39,17 @@ class DataMeta:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> DataMeta:
         """Inverse of to_dict (e.g. from a checkpoint)."""
-        return cls(**{**values, "input_shape": tuple(values["input_shape"])})
+        return cls(**{"split_rule": None, **values, "input_shape": tuple(values["input_shape"])})
+
+
+def other_split_rule(rule: str | None) -> str | None:
+    """Why a run whose rows were held out by `rule` cannot have them rebuilt now, or None."""
+    if rule == SPLIT_RULE:
+        return None
+    return (
+        f"this run's val/test rows were drawn by {rule or 'scikit-learn'} (an older dltrain); "
+        f"this dltrain draws others ({SPLIT_RULE}), which may hold rows the run trained on"
+    )
 
 
 @dataclass
@@ -108,8 +122,6 @@ def with_split_options(**defaults: Any) -> Callable[[Callable], Callable]:
 
 def split_indices(y: np.ndarray, task: str, split: SplitOptions) -> dict[str, np.ndarray | None]:
     """Row indices of the train/val/test splits (None for an empty one), stratified by `y`."""
-    from sklearn.model_selection import train_test_split  # slow to import: only to split
-
     check_fractions(split.val_fraction, split.test_fraction)
     strat = split.stratify and task != "regression"
     parts: dict[str, np.ndarray | None] = {"train": np.arange(len(y)), "val": None, "test": None}
@@ -119,10 +131,37 @@ def split_indices(y: np.ndarray, task: str, split: SplitOptions) -> dict[str, np
         rest = parts["train"]
         # Fractions are of the whole dataset, so rescale for what is left after earlier cuts.
         size = fraction / (1 - (split.test_fraction if name == "val" else 0))
-        parts["train"], parts[name] = train_test_split(
-            rest,
-            test_size=size,
-            random_state=split.split_seed,
-            stratify=y[rest] if strat else None,
-        )
+        kept, held = hold_out(len(rest), size, split.split_seed, y[rest] if strat else None)
+        parts["train"], parts[name] = rest[kept], rest[held]
     return parts
+
+
+def hold_out(
+    count: int, fraction: float, seed: int, labels: Sequence[Any] | np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(kept, held): positions 0..count-1 in a seeded order, ceil(fraction * count) of them held.
+
+    With `labels`, each class is held out in proportion to its size (largest remainders get the
+    rows that proportions leave over), so val and test see the classes as train does.
+    """
+    held_count = math.ceil(fraction * count)
+    if not 0 < held_count < count:
+        raise ConfigError(
+            f"dataset: {count} rows are too few to hold out a fraction {fraction:.3g} and keep "
+            "some for training; give more data or a smaller val_fraction/test_fraction"
+        )
+    rng = np.random.default_rng(seed)
+    if labels is None:
+        order = rng.permutation(count)
+        return order[held_count:], order[:held_count]
+    _, classes = np.unique(np.asarray(labels), return_inverse=True)
+    sizes = np.bincount(classes)
+    quotas = held_count * sizes / count
+    takes = np.floor(quotas).astype(np.int64)
+    left_over = held_count - int(takes.sum())
+    remainders = quotas - takes + rng.random(len(sizes)) * 1e-9  # equal remainders: by chance
+    takes[np.argsort(-remainders, kind="stable")[:left_over]] += 1
+    held = [rng.permutation(np.flatnonzero(classes == c))[:take] for c, take in enumerate(takes)]
+    is_held = np.zeros(count, dtype=bool)
+    is_held[np.concatenate(held)] = True
+    return rng.permutation(np.flatnonzero(~is_held)), rng.permutation(np.flatnonzero(is_held))

@@ -22,6 +22,7 @@ from dltrain.data.splits import (
     DataSplits,
     SplitOptions,
     check_fractions,
+    hold_out,
     with_split_options,
 )
 from dltrain.data.text_files import Texts, read_ag_news, read_imdb, read_sst2, read_text_csv
@@ -134,15 +135,9 @@ def carve(
         if name in parts or fraction == 0:
             continue
         texts, labels = parts["train"]
-        from sklearn.model_selection import train_test_split  # slow to import: only to split
-
-        rest, held, rest_y, held_y = train_test_split(
-            texts,
-            labels,
-            test_size=fraction / (1 - carved),
-            random_state=split.split_seed,
-            stratify=labels,
-        )
+        kept, held = hold_out(len(labels), fraction / (1 - carved), split.split_seed, labels)
+        rest, rest_y = [texts[i] for i in kept], labels[kept]
+        held, held_y = [texts[i] for i in held], labels[held]
         parts["train"], parts[name] = (rest, rest_y), (held, held_y)
         carved += fraction
     return parts

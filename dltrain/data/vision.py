@@ -26,7 +26,7 @@ from dltrain.data.files import (
     plain_or_gz,
     read_idx,
 )
-from dltrain.data.splits import DataMeta, DataSplits, SplitOptions, with_split_options
+from dltrain.data.splits import DataMeta, DataSplits, SplitOptions, hold_out, with_split_options
 from dltrain.errors import ConfigError
 from dltrain.registry import DATASETS
 
@@ -117,13 +117,8 @@ def image_splits(name: str, arrays: Arrays, split: SplitOptions) -> DataSplits:
             raise ConfigError(f"dataset {name}: {part} labels outside 0..9")
     train, val = TensorDataset(images, labels), None
     if split.val_fraction > 0:
-        from sklearn.model_selection import train_test_split  # slow: only to split
-
-        keep, held = train_test_split(
-            np.arange(len(labels)),
-            test_size=split.val_fraction,
-            random_state=split.split_seed,
-            stratify=arrays["train_labels"],
+        keep, held = hold_out(
+            len(labels), split.val_fraction, split.split_seed, arrays["train_labels"]
         )
         keep, held = torch.from_numpy(keep), torch.from_numpy(held)
         train = TensorDataset(images[keep], labels[keep])

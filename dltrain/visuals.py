@@ -13,6 +13,7 @@ from torch.utils.data import Dataset
 
 from dltrain.callback import Callback
 from dltrain.data.batches import samples
+from dltrain.metric_math import roc_auc, roc_curve
 from dltrain.metrics import confusion_matrix, predictions, probabilities
 from dltrain.modalities.lookup import modality_of
 from dltrain.tracking.figures import markdown_matrix, pyplot, shortened
@@ -93,16 +94,14 @@ def roc_figure(
     built: BuiltRun, scored: dict[str, tuple[torch.Tensor, torch.Tensor]], step: int
 ) -> None:
     """ROC curves of a binary task, one per split ({split: (outputs, targets)}), with their AUC."""
-    from sklearn import metrics as skm  # slow to import: only when drawing
-
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 5))
     for split, (outputs, targets) in scored.items():
         if len(targets.unique()) < 2:
             continue  # undefined without both classes
         scores = probabilities(outputs, "binary").numpy()
-        fpr, tpr, _ = skm.roc_curve(targets.numpy(), scores)
-        ax.plot(fpr, tpr, label=f"{split} (AUC {skm.auc(fpr, tpr):.3f})")
+        fpr, tpr = roc_curve(targets.numpy(), scores)
+        ax.plot(fpr, tpr, label=f"{split} (AUC {roc_auc(targets.numpy(), scores):.3f})")
     ax.plot([0, 1], [0, 1], color="grey", linewidth=1, linestyle="--")
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC curve")
     ax.legend(loc="lower right")

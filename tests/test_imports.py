@@ -108,3 +108,23 @@ except RuntimeError as e:
     print(json.dumps({"error": str(e)}))
 """
     assert "registered twice" in str(imported_by(code)["error"])
+
+
+WHOLE_JOB = """
+import json, sys
+from unittest import mock
+from dltrain import cli
+with mock.patch.object(sys, "argv", ["dltrain", *{overrides!r}]):
+    try:
+        cli.main()
+    except SystemExit as e:
+        assert not e.code, e.code
+print(json.dumps({{"heavy": sorted(m for m in {heavy!r} if m in sys.modules)}}))
+"""
+
+
+def test_the_default_job_trains_tests_and_saves_without_scikit_learn(tmp_path: Path) -> None:
+    overrides = ["trainer.epochs=1", "trainer.device=cpu", f"hydra.run.dir={tmp_path / 'run'}"]
+    found = imported_by(WHOLE_JOB.format(overrides=overrides, heavy=("sklearn", "pandas")))
+    assert found["heavy"] == []
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["status"] == "completed"

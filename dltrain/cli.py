@@ -13,6 +13,7 @@ from typing import Any
 from hydra import compose
 from hydra._internal.utils import get_args_parser
 from hydra.core.global_hydra import GlobalHydra
+from hydra.core.object_type import ObjectType
 from hydra.errors import HydraException
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -204,8 +205,8 @@ def print_help(args: Any) -> bool:
     try:
         with hydra_context(args.config_dir, args.config_path):
             cfg = compose(args.config_name or "config", overrides=args.overrides)
-            loader = GlobalHydra.instance().config_loader()
-            listed = "".join(f"{g}: {', '.join(o)}\n" for g, o in config_groups(loader))
+            repository = group_repository(GlobalHydra.instance().config_loader())
+            listed = "".join(f"{g}: {', '.join(o)}\n" for g, o in config_groups(repository))
     except (HydraException, OmegaConfBaseException, ConfigError):
         return False
     own = OmegaConf.load(CONF_DIR / "config.yaml")  # hydra.help, with its interpolations
@@ -215,15 +216,22 @@ def print_help(args: Any) -> bool:
     return True
 
 
-def config_groups(loader: Any, parent: str = "") -> Iterator[tuple[str, list[str]]]:
+def group_repository(loader: Any) -> Any:
+    """The config loader's view of every config folder, made once: Hydra's list_groups and
+    get_group_options make it again (the primary config loaded and copied) at every call."""
+    make = getattr(loader, "_parse_overrides_and_create_caching_repo", None)
+    return make(None, [])[1] if make else loader  # Hydra 1.3's; the loader answers as slowly
+
+
+def config_groups(repository: Any, parent: str = "") -> Iterator[tuple[str, list[str]]]:
     """(group, its sorted options) for every config group with options, Hydra's own left out."""
-    for name in sorted(loader.list_groups(parent)):
+    for name in sorted(repository.get_group_options(parent, ObjectType.GROUP)):
         group = f"{parent}/{name}" if parent else name
         if group == "hydra":
             continue
-        if options := sorted(loader.get_group_options(group)):
+        if options := sorted(repository.get_group_options(group, ObjectType.CONFIG)):
             yield group, options
-        yield from config_groups(loader, group)
+        yield from config_groups(repository, group)
 
 
 def continue_sweep(args: Any) -> None:

@@ -240,7 +240,8 @@ def test_unknown_columns_are_found_from_the_header_alone(
 def test_bank_marketing_without_its_file_says_where_to_put_it(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="11,162 rows") as err:
         DATASETS.build("bank_marketing", {"data_dir": str(tmp_path)})
-    assert str(tmp_path / "bank_marketing" / "bank.csv") in str(err.value)
+    assert f"missing {tmp_path / 'bank.csv'} (looked in {tmp_path}, " in str(err.value)
+    assert str(tmp_path / "bank_marketing") in str(err.value)
 
 
 @pytest.mark.skipif(not BANK.is_file(), reason=f"needs {BANK}")

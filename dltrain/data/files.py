@@ -1,5 +1,8 @@
 """Small helpers for datasets read from files: where data lives, IDX parsing, option checks.
 
+Every built-in dataset looks for its official files or folder in the data root (dataset.data_dir,
+else $DLTRAIN_DATA_DIR, else ~/.cache/dltrain), then in root/<dataset name> (`_` may be `-`).
+
 Everything on disk is untrusted: a file is opened only once os.stat shows a regular file (a FIFO
 or a device would block the reader forever), and every failure is a one-line ConfigError.
 """
@@ -67,12 +70,29 @@ def data_root(data_dir: str | None) -> Path:
     return Path(chosen).expanduser()
 
 
-def missing_files(dataset: str, expected: list[str]) -> ConfigError:
-    """The one-line error for absent data files: the exact paths expected and how to get them."""
+def data_folders(dataset: str, data_dir: str | None) -> list[Path]:
+    """Where `dataset` looks for its official files: the data root, then root/<dataset name>."""
+    root = data_root(data_dir)
+    named = dict.fromkeys([dataset, dataset.replace("_", "-")])  # fashion_mnist or fashion-mnist
+    return [root, *(root / name for name in named)]
+
+
+def find_data(dataset: str, data_dir: str | None, entries: list[str], how: str) -> Path:
+    """The first of `entries` (files or folders) in data_folders; else missing_data."""
+    folders = data_folders(dataset, data_dir)
+    for folder in folders:
+        for entry in entries:
+            if stat_of(folder / entry, "dataset.data_dir") is not None:
+                return folder / entry
+    raise missing_data(dataset, " or ".join(str(folders[0] / e) for e in entries), folders, how)
+
+
+def missing_data(dataset: str, expected: str, folders: list[Path], how: str) -> ConfigError:
+    """One line for absent data: what was expected, the folders looked in, how to get it."""
+    looked = f"{', '.join(map(str, folders[:-1]))} and {folders[-1]}"
     return ConfigError(
-        f"dataset {dataset}: missing {', '.join(expected)}; set dataset.download=true "
-        "(needs internet), or put the official files there, or set dataset.data_dir / "
-        "DLTRAIN_DATA_DIR to the folder that holds them"
+        f"dataset {dataset}: missing {expected} (looked in {looked}); {how}, "
+        "or set dataset.data_dir (or DLTRAIN_DATA_DIR) to the folder that holds it"
     )
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from dltrain.data.arrays import check_finite, check_finite_targets, to_tensor_dataset
-from dltrain.data.files import data_root, is_regular, reason, regular_file
+from dltrain.data.files import find_data, reason, regular_file
 from dltrain.data.splits import (
     DataMeta,
     DataSplits,
@@ -37,7 +37,12 @@ from dltrain.registry import DATASETS
 log = logging.getLogger(__name__)
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
-BANK_FILES = ["bank_marketing/bank.csv", "bank.csv"]
+BANK_SOURCE = (  # where bank.csv comes from, for the error when it is absent
+    'put bank.csv (Kaggle\'s "Bank Marketing" balanced subset of UCI Bank Marketing, '
+    "11,162 rows, target 'deposit': "
+    "https://www.kaggle.com/datasets/janiobachmann/bank-marketing-dataset) there or give your copy "
+    "as dataset.path"
+)
 TABLE_SPLIT = {  # every split option, standardised features
     "val_fraction": 0.15,
     "test_fraction": 0.15,
@@ -224,14 +229,10 @@ def bank_marketing(
     split: SplitOptions,
 ) -> DataSplits:
     """Bank Marketing (Kaggle's balanced 11,162-row subset): will a client subscribe a deposit?"""
-    root = data_root(data_dir)
-    candidates = [Path(path).expanduser()] if path else [root / f for f in BANK_FILES]
-    found = next((p for p in candidates if is_regular(p, "dataset.path")), None)
-    if found is None:
-        raise ConfigError(
-            f"dataset bank_marketing: missing {' or '.join(map(str, candidates))}; put bank.csv "
-            '(the Kaggle "Bank Marketing" balanced subset of UCI Bank Marketing, 11,162 rows, '
-            "target 'deposit') there, or set dataset.path, dataset.data_dir or DLTRAIN_DATA_DIR"
-        )
+    if path:
+        found = regular_file(Path(path).expanduser(), "dataset.path")
+    else:
+        found = find_data("bank_marketing", data_dir, ["bank.csv"], BANK_SOURCE)
+        regular_file(found, "dataset.data_dir")
     _check_csv(str(found), "deposit", drop, ",", split.val_fraction, split.test_fraction)
     return table_splits(found, "deposit", list(drop), "binary", missing, ",", split)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from dltrain.data.batches import TokenDataset
-from dltrain.data.files import data_root, reason, regular_file, stat_of
+from dltrain.data.files import reason, regular_file
 from dltrain.data.splits import (
     DataMeta,
     DataSplits,
@@ -25,7 +25,7 @@ from dltrain.data.splits import (
     hold_out,
     with_split_options,
 )
-from dltrain.data.text_files import Texts, read_ag_news, read_imdb, read_sst2, read_text_csv
+from dltrain.data.text_files import Texts, locate, read_ag_news, read_imdb, read_sst2, read_text_csv
 from dltrain.errors import ConfigError
 from dltrain.registry import DATASETS
 
@@ -143,15 +143,6 @@ def carve(
     return parts
 
 
-def locate(path: str | None, candidates: list[str]) -> Path:
-    """`path`, else the first candidate that exists under the data root (else the first one)."""
-    if path is not None:
-        return Path(path).expanduser()
-    root = data_root(None)
-    found = (root / c for c in candidates if stat_of(root / c, "dataset.path") is not None)
-    return next(found, root / candidates[0])
-
-
 def check_train_split(name: str, texts: list[str], labels: list[str]) -> None:
     """ConfigError for a train split a classifier cannot learn from: no text, or one class."""
     if not texts:
@@ -212,16 +203,19 @@ NO_TEST_SET = {**OWN_TEST_SET, "test_fraction": 0.15}  # ... and test
 
 
 @text_dataset("imdb", OWN_TEST_SET, {"vocab_size": 25000, "min_frequency": 2})
-def imdb(path: str | None = None) -> tuple[dict[str, Texts], list[str]]:
+def imdb(
+    path: str | None = None, data_dir: str | None = None
+) -> tuple[dict[str, Texts], list[str]]:
     """IMDB reviews (aclImdb folder or its .tar.gz): 25k train / 25k test, neg=0, pos=1."""
-    found = locate(path, ["aclImdb", "aclImdb_v1.tar.gz", "aclImdb_labeled.tar.gz"])
-    return read_imdb(found), ["neg", "pos"]
+    return read_imdb(locate("imdb", path, data_dir)), ["neg", "pos"]
 
 
 @text_dataset("sst2", {**OWN_TEST_SET, "val_fraction": 0.05}, {"max_length": 64})
-def sst2(path: str | None = None) -> tuple[dict[str, Texts], list[str]]:
+def sst2(
+    path: str | None = None, data_dir: str | None = None
+) -> tuple[dict[str, Texts], list[str]]:
     """GLUE SST-2: train (val carved from it) and the labelled dev set as test."""
-    read = read_sst2(locate(path, ["SST-2"]))
+    read = read_sst2(locate("sst2", path, data_dir))
     return {"train": read["train"], "test": read["dev"]}, ["0", "1"]
 
 
@@ -231,9 +225,11 @@ def sst2(path: str | None = None) -> tuple[dict[str, Texts], list[str]]:
     {"min_frequency": 2, "max_length": 128},
     task="multiclass",
 )
-def ag_news(path: str | None = None) -> tuple[dict[str, Texts], list[str]]:
+def ag_news(
+    path: str | None = None, data_dir: str | None = None
+) -> tuple[dict[str, Texts], list[str]]:
     """AG_NEWS (4 classes); when only one CSV exists, val and test are split from it."""
-    splits, names = read_ag_news(locate(path, ["ag_news_csv"]))
+    splits, names = read_ag_news(locate("ag_news", path, data_dir))
     names = names or ["1", "2", "3", "4"]
     if "train" not in splits:  # only test.csv here: it becomes the pool everything is split from
         splits = {"train": splits.pop("test")}

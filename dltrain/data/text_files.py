@@ -11,11 +11,29 @@ import tarfile
 import zlib
 from pathlib import Path
 
-from dltrain.data.files import is_folder, is_regular, reason, regular_file
+from dltrain.data.files import find_data, is_folder, is_regular, reason, regular_file
 from dltrain.errors import ConfigError
 
 Texts = tuple[list[str], list[str]]  # texts and their raw labels
 UNREADABLE = (OSError, EOFError, UnicodeDecodeError, csv.Error, tarfile.TarError, zlib.error)
+OFFICIAL = {  # dataset -> its official folder or archive names, and where to get one
+    "imdb": (
+        ["aclImdb", "aclImdb_v1.tar.gz", "aclImdb_labeled.tar.gz"],
+        "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz (read in place)",
+    ),
+    "sst2": (["SST-2"], "https://dl.fbaipublicfiles.com/glue/data/SST-2.zip (unzipped)"),
+    "ag_news": (["ag_news_csv"], "https://s3.amazonaws.com/fast-ai-nlp/ag_news_csv.tgz (unpacked)"),
+}
+
+
+def locate(dataset: str, path: str | None, data_dir: str | None) -> Path:
+    """`path` when given (the user's own copy), else the official folder under the data root."""
+    if path is not None:
+        return Path(path).expanduser()
+    entries, url = OFFICIAL[dataset]
+    return find_data(
+        dataset, data_dir, entries, f"get {url} there or give your copy as dataset.path"
+    )
 
 
 def read_imdb(path: Path) -> dict[str, Texts]:

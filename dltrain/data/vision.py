@@ -20,9 +20,9 @@ from dltrain.data.files import (
     IDX_IMAGES,
     IDX_LABELS,
     check_image_options,
-    data_root,
+    data_folders,
     is_regular,
-    missing_files,
+    missing_data,
     plain_or_gz,
     read_idx,
 )
@@ -97,15 +97,24 @@ def download(name: str, root: Path) -> None:
         raise ConfigError(f"dataset {name}: download into {root} failed: {message}") from None
 
 
-def load_arrays(name: str, root: Path, allow_download: bool = False) -> Arrays:
-    """The dataset's arrays from `root`, downloaded first when absent and allowed."""
-    if absent_files(name, root) and allow_download:
-        download(name, root)
-    if absent := absent_files(name, root):
-        raise missing_files(name, absent)
+def data_folder(name: str, data_dir: str | None, allow_download: bool = False) -> Path:
+    """The first data folder holding all of `name`'s files, downloaded into the root if allowed."""
+    folders = data_folders(name, data_dir)
+    found = next((f for f in folders if not absent_files(name, f)), None)
+    if found is None and allow_download:
+        download(name, folders[0])
+        found = next((f for f in folders[:1] if not absent_files(name, f)), None)
+    if found is None:
+        how = "set dataset.download=true (needs internet), or put the official files there"
+        raise missing_data(name, ", ".join(absent_files(name, folders[0])), folders, how)
+    return found
+
+
+def load_arrays(name: str, folder: Path) -> Arrays:
+    """The dataset's arrays from the `folder` data_folder found."""
     if name == "cifar10":
-        return cifar.read_cifar(root)
-    return read_idx_set(name, root / IDX_FOLDERS[name] / "raw")
+        return cifar.read_cifar(folder)
+    return read_idx_set(name, folder / IDX_FOLDERS[name] / "raw")
 
 
 def image_splits(name: str, arrays: Arrays, split: SplitOptions) -> DataSplits:
@@ -138,8 +147,8 @@ def image_splits(name: str, arrays: Arrays, split: SplitOptions) -> DataSplits:
 
 def _check_files(name: str, data_dir: str | None = None, download: bool = False, **_: object):
     """The dataset's files are there (or may be downloaded), before a run dir is made."""
-    if not download and (absent := absent_files(name, data_root(data_dir))):
-        raise missing_files(name, absent)
+    if not download:
+        data_folder(name, data_dir)
 
 
 def _register(name: str, random_crop_padding: int = 0, horizontal_flip: bool = False) -> None:
@@ -155,7 +164,7 @@ def _register(name: str, random_crop_padding: int = 0, horizontal_flip: bool = F
         split: SplitOptions,
     ) -> DataSplits:
         check_image_options(random_crop_padding, val_fraction=split.val_fraction)
-        arrays = load_arrays(name, data_root(data_dir), download)
+        arrays = load_arrays(name, data_folder(name, data_dir, download))
         data = image_splits(name, arrays, split)
         augment = {"crop_padding": random_crop_padding, "hflip": horizontal_flip}
         data.meta.preprocessing["augment"] = augment

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -14,13 +15,15 @@ from typing import Any
 
 import pandas as pd
 from rich.console import Console
-from rich.table import Table
+from rich.text import Text
 
 from dltrain.errors import did_you_mean
 from dltrain.failures import describe
+from dltrain.report_console import INTS, Cells, fitted
 from dltrain.report_curves import loss_curves_figure
 from dltrain.runs_table import (
     collect,
+    failed_before_training,
     labels,
     lower_is_better,
     metric_columns,
@@ -29,8 +32,7 @@ from dltrain.runs_table import (
     varying,
 )
 
-INTS = ("best_epoch", "epochs", "seed")
-Cells = list[list[str]]  # a header row, then the rows
+SHOW_FAILED = "dltrain-report --failed shows them"
 Section = tuple[str, str, Cells]  # title, caption, cells: one table for the console and Markdown
 
 
@@ -51,16 +53,13 @@ def write_report(
     console: Console | None = None,
     tags: Sequence[str] = (),
     by_tags: bool = False,
+    failed: bool = False,
 ) -> pd.DataFrame:
     """Print the runs (and seed means) sorted by `sort`; write report.csv, report.md, curves.png.
 
-    `tags`: only the runs tagged with all of them; `by_tags`: the means are per set of tags."""
-    frame = collect(paths)
-    if tags:
-        frame = frame[[set(tags) <= set(t.split(",")) for t in frame["tags"]]]
-    if frame.empty:
-        wanted = f" tagged {','.join(tags)}" if tags else ""
-        raise ReportError(f"no runs (metrics.json){wanted} under {', '.join(map(str, paths))}")
+    `tags`: only the runs tagged with all of them; `by_tags`: the means are per set of tags;
+    `failed`: the runs that failed before training too (left out by default, and counted)."""
+    frame, left_out = _selected(collect(paths), paths, tags, failed)
     sort = sort or _default_sort(frame)
     _check_names([sort, *(metrics or [])], metric_columns(frame))
     shown = list(metrics or _default_metrics(frame, sort))
@@ -72,9 +71,14 @@ def write_report(
     if by_tags or (summary["n"] > 1).any():  # seeds repeat: each setting as mean ± spread
         tables.append(_summary_table(summary, shown, sort))
 
-    console = console or Console(width=None if sys.stdout.isatty() else 200)
-    for table in tables:  # first: a folder that takes no files still gets its comparison
-        console.print(_rich(*table))
+    console = console or _console()
+    for title, caption, cells in tables:  # first: a folder that takes no files still gets them
+        table, dropped = fitted(title, caption, cells, console.width, sort)
+        console.print(table)
+        if dropped:
+            console.print(Text(dropped))
+    if left_out:
+        console.print(Text(left_out))
     out = Path(out)
     _writing(out, lambda: out.mkdir(parents=True, exist_ok=True))
     csv, md, curves = out / "report.csv", out / "report.md", out / "curves.png"
@@ -84,8 +88,37 @@ def write_report(
     runs = dict(zip(labels(frame), frame["path"], strict=True))
     png = _writing(curves, lambda: loss_curves_figure(runs, curves, curve_tags))
     written = ["report.csv", "report.md", *(["curves.png"] if png else [])]
-    console.print(f"wrote {', '.join(written)} to {out}")
+    console.print(Text(f"wrote {', '.join(written)} to {out}"))
     return frame
+
+
+def _selected(
+    frame: pd.DataFrame, paths: Sequence[str | Path], tags: Sequence[str], failed: bool
+) -> tuple[pd.DataFrame, str]:
+    """The runs to report (tagged with all `tags`; failed before training only if `failed`) and
+    a line counting the failed ones left out."""
+    if tags:
+        frame = frame[[set(tags) <= set(t.split(",")) for t in frame["tags"]]]
+    where = ", ".join(map(str, paths))
+    if frame.empty:
+        wanted = f" tagged {','.join(tags)}" if tags else ""
+        raise ReportError(f"no runs (metrics.json){wanted} under {where}")
+    noise = failed_before_training(frame) & (not failed)  # noise in a comparison
+    n = int(noise.sum())
+    if n == len(frame):
+        raise ReportError(
+            f"no runs to report under {where}: {n} failed before training ({SHOW_FAILED})"
+        )
+    frame = frame[~noise]
+    unset = [k for k in override_columns(frame) if frame[k].isna().all()]  # only runs left out
+    runs = "1 run" if n == 1 else f"{n} runs"
+    left_out = f"left out {runs} that failed before training (a config or data problem)"
+    return frame.drop(columns=unset), f"{left_out}; {SHOW_FAILED}" if n else ""
+
+
+def _console() -> Console:
+    """The terminal's width (or $COLUMNS); 200 when the output goes to a file or a pipe."""
+    return Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 200)
 
 
 def _writing(path: Path, write: Callable[[], Any]) -> Any:
@@ -163,17 +196,6 @@ def _format(value: Any, column: str) -> str:
     return text if len(text) <= 60 else text[:59] + "…"
 
 
-def _rich(title: str, caption: str, cells: Cells) -> Table:
-    table = Table(title=title, caption=caption)
-    for name in cells[0]:
-        number = "/" in name or name in (*INTS, "wall_time_s", "n")
-        wrap = name in ("run", "setting", "error")
-        table.add_column(name, justify="right" if number else "left", no_wrap=not wrap)
-    for row in cells[1:]:
-        table.add_row(*row)
-    return table
-
-
 def _markdown(title: str, caption: str, cells: Cells) -> str:
     """A Markdown section with a table (pandas' to_markdown would need `tabulate`)."""
     lines = ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in cells]
@@ -183,7 +205,7 @@ def _markdown(title: str, caption: str, cells: Cells) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """`dltrain-report DIR... [--sort M] [--metrics a,b] [--curve T] [--tags a,b] [--by-tags]
-    [--out DIR]`; exit code."""
+    [--failed] [--out DIR]`; exit code."""
     parser = argparse.ArgumentParser(
         prog="dltrain-report", description="Compare dltrain runs (dirs holding metrics.json)."
     )
@@ -195,15 +217,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--tags", help="only the runs with all these tags (comma-separated)")
     parser.add_argument("--by-tags", action="store_true", help="means per set of tags")
+    parser.add_argument(
+        "--failed", action="store_true", help="also the runs that failed before training"
+    )
     parser.add_argument("--out", type=Path, help="where the files go (default: the first dir)")
     args = parser.parse_args(argv)
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
     try:
         tags = [t.strip() for t in (args.tags or "").split(",") if t.strip()]
         out = args.out or args.dirs[0]
-        write_report(
-            args.dirs, out, args.sort, metrics, args.curve, tags=tags, by_tags=args.by_tags
-        )
+        options = {"tags": tags, "by_tags": args.by_tags, "failed": args.failed}
+        write_report(args.dirs, out, args.sort, metrics, args.curve, **options)
     except ReportError as e:
         print(f"dltrain-report: {e}", file=sys.stderr)
         return 2

@@ -19,8 +19,8 @@ from dltrain.run_files import read_overrides, read_summary, read_yaml
 SEED_KEYS = ("trainer.seed", "dataset.split_seed")
 NOT_SETTINGS = ("resume_sweep=", "resume=")  # how a job was started, not what it trained
 LOWER_IS_BETTER = ("loss", "mse", "rmse", "mae", "err", "perplexity", "time")
-KEPT = ("best_epoch", "epochs_completed", "seed", "monitor", "wall_time_s", "error")
-TAIL = ["best_epoch", "epochs", "seed", "monitor", "wall_time_s", "tags", "error", "path"]
+KEPT = ("best_epoch", "epochs_completed", "step", "seed", "monitor", "wall_time_s", "error")
+TAIL = ["best_epoch", "epochs", "step", "seed", "monitor", "wall_time_s", "tags", "error", "path"]
 NOT_RUNS = ("lr_find.json",)  # folders of other commands that build a run (dltrain-lr-find)
 
 
@@ -93,6 +93,12 @@ def _row(run_dir: Path, base: Path) -> dict[str, Any]:
     if notes:
         row["error"] = "; ".join([*([str(row["error"])] if row["error"] else []), *notes])
     return row
+
+
+def failed_before_training(frame: pd.DataFrame) -> pd.Series:
+    """The runs that failed before their first step: a config or data problem, noise in a
+    comparison (a diverged, interrupted or killed run is kept: it says something)."""
+    return (frame["status"] == "failed") & (pd.to_numeric(frame["step"], errors="coerce") == 0)
 
 
 def override_columns(frame: pd.DataFrame) -> list[str]:

@@ -112,7 +112,8 @@ def main_rank() -> None:
             sys.exit(2)
     from dltrain.jobs import SWEEP, hydra_main
 
-    hydra_main()
+    with preflight.mode_known(args.overrides, args.multirun):
+        hydra_main()
     if SWEEP["jobs"] and SWEEP["failed"] == SWEEP["jobs"]:
         sys.exit(1)  # a sweep fails only when every job failed
 

@@ -10,6 +10,8 @@ import copy
 import errno
 import functools
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from hydra import compose
@@ -18,7 +20,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from hydra.errors import HydraException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from dltrain.errors import ConfigError, did_you_mean
@@ -31,6 +33,7 @@ _SEARCHPATH: list[tuple[str, ...]] = [()]  # the command's hydra.searchpath over
 # The run (or sweep) dir of the command being checked: the check and the claim of the dir
 # (cli.claim_output) read one composition, so they agree on a ${now:...} name; one command only.
 _OUTPUT: dict[tuple, tuple[str, Path] | None] = {}
+_MODE: dict[tuple[str, ...], object] = {}  # a run's hydra.mode, by its command line
 
 
 def problems(overrides: list[str], multirun: bool, config_name: str) -> list[str]:
@@ -40,6 +43,7 @@ def problems(overrides: list[str], multirun: bool, config_name: str) -> list[str
     """
     parser = OverridesParser.create()
     _OUTPUT.clear()
+    _MODE.clear()
     _SEARCHPATH[0] = tuple(o for o in overrides if o.lstrip("+").startswith("hydra.searchpath"))
     try:
         parsed = parser.parse_overrides(overrides)
@@ -54,7 +58,7 @@ def problems(overrides: list[str], multirun: bool, config_name: str) -> list[str
     jobs = BasicSweeper.split_arguments(parsed, None)[0] if multirun else [overrides]
     found: list[str] = []
     for job in jobs:
-        found += _job_problems(parser, list(job), config_name)
+        found += _job_problems(parser, list(job), config_name, whole=not multirun)
     if not found:
         found += _output_problems(list(jobs[0]), multirun, config_name)
     return found
@@ -62,17 +66,43 @@ def problems(overrides: list[str], multirun: bool, config_name: str) -> list[str
 
 def output_dir(overrides: list[str], multirun: bool, config_name: str) -> tuple[str, Path] | None:
     """(the Hydra key, the folder) the run or sweep dir would be; None if Hydra must judge it."""
-    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
     command = (_search_path(), tuple(overrides), multirun, config_name)
-    if command in _OUTPUT:
-        return _OUTPUT[command]
+    if command not in _OUTPUT:
+        try:
+            _whole(overrides, multirun, config_name)
+        except (HydraException, OmegaConfBaseException):
+            _OUTPUT[command] = None  # a setting Hydra resolves only when it runs: Hydra judges it
+    return _OUTPUT[command]
+
+
+def _whole(overrides: list[str], multirun: bool, config_name: str) -> DictConfig:
+    """The command's config with Hydra's own, composed as Hydra will; where its run (or sweep)
+    dir goes and a run's hydra.mode are kept, for the claim of the dir and for Hydra's run."""
+    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
+    folder = Path(str(OmegaConf.select(cfg, key))).absolute()
+    _OUTPUT[(_search_path(), tuple(overrides), multirun, config_name)] = key, folder
+    if not multirun:
+        _MODE[tuple(overrides)] = cfg.hydra.mode
+    return cfg
+
+
+@contextmanager
+def mode_known(overrides: list[str], multirun: bool) -> Iterator[None]:
+    """Hydra composes a run's whole config once more only to read its hydra.mode before running
+    it; the check composed the same command line already, so Hydra is handed what it found."""
+    if multirun or tuple(overrides) not in _MODE:
+        yield
+        return
+    from hydra._internal.hydra import Hydra
+
+    mode = _MODE[tuple(overrides)]
+    get_mode = Hydra.get_mode
+    Hydra.get_mode = lambda self, config_name, overrides: mode  # type: ignore[method-assign]
     try:
-        cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
-        found: tuple[str, Path] | None = key, Path(str(OmegaConf.select(cfg, key))).absolute()
-    except (HydraException, OmegaConfBaseException):
-        found = None  # a setting Hydra resolves only when it runs: Hydra judges it
-    _OUTPUT[command] = found
-    return found
+        yield
+    finally:
+        Hydra.get_mode = get_mode  # type: ignore[method-assign]
 
 
 def named_output(overrides: list[str], key: str) -> bool:
@@ -111,7 +141,10 @@ def _output_problems(overrides: list[str], multirun: bool, config_name: str) -> 
     return []
 
 
-def _job_problems(parser: OverridesParser, overrides: list[str], config_name: str) -> list[str]:
+def _job_problems(
+    parser: OverridesParser, overrides: list[str], config_name: str, whole: bool
+) -> list[str]:
+    """The problems of one job; `whole`: a single run, composed whole (as Hydra will) if it can."""
     from dltrain import plugins
     from dltrain.config import check_config
 
@@ -128,16 +161,9 @@ def _job_problems(parser: OverridesParser, overrides: list[str], config_name: st
         else:
             key_overrides.append(override)
     try:
-        groups = [o.partition("=")[0] for o in group_overrides]
-        if len(set(groups)) == len(groups):  # distinct groups: their order does not matter
-            group_overrides.sort()
-        base = _composed(config_name, tuple(group_overrides))
-        cfg = copy.deepcopy(base)
-        for override in key_overrides:
-            if unknown := unknown_key(base, override.key_or_group):
-                problems.append(unknown)
-            else:  # what Hydra does with key=value, without composing again
-                OmegaConf.update(cfg, override.key_or_group, override.value(), merge=True)
+        cfg = _run_config(overrides, config_name) if whole and not problems else None
+        if cfg is None:
+            cfg = _by_parts(group_overrides, key_overrides, config_name, problems)
         plugins.for_run(cfg)  # their registrations count in the checks below
         # Check the values too, leaving out what is already reported, so all come out at once.
         check_config(cfg)
@@ -146,6 +172,36 @@ def _job_problems(parser: OverridesParser, overrides: list[str], config_name: st
     except (HydraException, OmegaConfBaseException) as e:
         problems.append(message(e))
     return problems
+
+
+def _run_config(overrides: list[str], config_name: str) -> DictConfig | None:
+    """A single run's config composed whole, Hydra's part left out; None if Hydra refuses it
+    (then the parts are checked one by one, so that every problem is named at once)."""
+    try:
+        cfg = _whole(overrides, False, config_name)
+    except (HydraException, OmegaConfBaseException, OSError):  # OSError: a name too long
+        return None
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg
+
+
+def _by_parts(
+    group_overrides: list[str], key_overrides: list[Override], config_name: str, problems: list[str]
+) -> DictConfig:
+    """The config of the group choices, composed once per sweep, with each key=value applied
+    as Hydra would; keys that do not exist are added to `problems`."""
+    groups = [o.partition("=")[0] for o in group_overrides]
+    if len(set(groups)) == len(groups):  # distinct groups: their order does not matter
+        group_overrides.sort()
+    base = _composed(config_name, tuple(group_overrides))
+    cfg = copy.deepcopy(base)
+    for override in key_overrides:
+        if unknown := unknown_key(base, override.key_or_group):
+            problems.append(unknown)
+        else:  # what Hydra does with key=value, without composing again
+            OmegaConf.update(cfg, override.key_or_group, override.value(), merge=True)
+    return cfg
 
 
 def _composed(config_name: str, group_overrides: tuple[str, ...]) -> DictConfig:

@@ -31,6 +31,7 @@ _SEARCHPATH: list[tuple[str, ...]] = [()]  # the command's hydra.searchpath over
 # The run (or sweep) dir of the command being checked: the check and the claim of the dir
 # (cli.claim_output) read one composition, so they agree on a ${now:...} name; one command only.
 _OUTPUT: dict[tuple, tuple[str, Path] | None] = {}
+_DRY_RUN: list[bool] = []  # whether each job of the command checked last is a dry run
 
 
 def problems(overrides: list[str], multirun: bool, config_name: str) -> list[str]:
@@ -40,6 +41,7 @@ def problems(overrides: list[str], multirun: bool, config_name: str) -> list[str
     """
     parser = OverridesParser.create()
     _OUTPUT.clear()
+    _DRY_RUN.clear()
     _SEARCHPATH[0] = tuple(o for o in overrides if o.lstrip("+").startswith("hydra.searchpath"))
     try:
         parsed = parser.parse_overrides(overrides)
@@ -73,6 +75,11 @@ def output_dir(overrides: list[str], multirun: bool, config_name: str) -> tuple[
         found = None  # a setting Hydra resolves only when it runs: Hydra judges it
     _OUTPUT[command] = found
     return found
+
+
+def dry_run() -> bool:
+    """Whether every job of the command checked last (`problems`) is a dry run."""
+    return bool(_DRY_RUN) and all(_DRY_RUN)
 
 
 def named_output(overrides: list[str], key: str) -> bool:
@@ -139,6 +146,7 @@ def _job_problems(parser: OverridesParser, overrides: list[str], config_name: st
             else:  # what Hydra does with key=value, without composing again
                 OmegaConf.update(cfg, override.key_or_group, override.value(), merge=True)
         plugins.for_run(cfg)  # their registrations count in the checks below
+        _DRY_RUN.append(bool(OmegaConf.select(cfg, "trainer.dry_run", default=False)))
         # Check the values too, leaving out what is already reported, so all come out at once.
         check_config(cfg)
     except ConfigError as e:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import gc
 import logging
+import shutil
 import string
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,7 @@ log = logging.getLogger("dltrain")
 
 # Flags that only print something: Hydra handles them without a training run.
 _INFO_FLAGS = ("help", "hydra_help", "cfg", "info", "shell_completion")
+SCRATCH: list[Path] = []  # temporary folders of this command, removed when it ends
 
 
 def main() -> None:
@@ -112,8 +115,12 @@ def main_rank() -> None:
             sys.exit(2)
     from dltrain.jobs import SWEEP, hydra_main
 
-    with preflight.mode_known(args.overrides, args.multirun):
-        hydra_main()
+    try:
+        with preflight.mode_known(args.overrides, args.multirun):
+            hydra_main()
+    finally:
+        for folder in SCRATCH:  # a dry run's: it keeps nothing
+            shutil.rmtree(folder, ignore_errors=True)
     if SWEEP["jobs"] and SWEEP["failed"] == SWEEP["jobs"]:
         sys.exit(1)  # a sweep fails only when every job failed
 
@@ -155,12 +162,18 @@ def claim_output(overrides: list[str], multirun: bool, config_name: str) -> None
     """Make this process the only one in its run (or sweep) dir, and pin Hydra to that dir.
 
     A default name already taken (another run started in the same second) becomes `<name>_2`.
+    A dry run makes no run dir: Hydra's dir is a temporary folder, removed when the command ends.
     """
     found = preflight.output_dir(overrides, multirun, config_name)
+    if preflight.dry_run():  # Hydra's own files go to a temporary folder, removed at the end
+        SCRATCH.append(Path(tempfile.mkdtemp(prefix="dltrain-dry-run-")))
+        found = "hydra.sweep.dir" if multirun else "hydra.run.dir", SCRATCH[-1]
     if found is None or node_rank() > 0:  # later nodes of a run started by hand share node 0's
         return
     key, target = found
-    if preflight.named_output(overrides, key):
+    if target in SCRATCH:
+        claimed = target
+    elif preflight.named_output(overrides, key):
         markers = run_dirs.SWEEP_MARKERS if multirun else run_dirs.RUN_MARKERS
         resumed = any(o.startswith("resume_sweep=") for o in overrides)
         if resumed:  # the sweep's dir holds its earlier jobs, as it should

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from dltrain.data.paths import said_relative
 from dltrain.data.splits import check_fractions
 from dltrain.device import select_device
 from dltrain.errors import ConfigError, did_you_mean
@@ -19,6 +20,7 @@ from dltrain.list_groups import (
     regularization_problems,
 )
 from dltrain.metrics import metric_names
+from dltrain.modalities.model_inputs import input_problems
 from dltrain.registry import (
     DATASETS,
     INITIALIZERS,
@@ -27,6 +29,7 @@ from dltrain.registry import (
     OPTIMIZERS,
     SCHEDULERS,
     TARGET,
+    TASKS,
     Registry,
 )
 from dltrain.signatures import check_kwargs
@@ -73,34 +76,51 @@ def check_config(cfg: DictConfig, check_files: bool = True) -> None:
     problems += callback_problems(options(cfg.get("callbacks") or {}), cfg.trainer.get("epochs"))
     problems += logger_problems(options(cfg.get("logger") or {}))
     problems += label_problems(_plain(cfg.get("tags", [])), _plain(cfg.get("notes")))
-    problems += _trial_build_problems(cfg, valid, check_files)
+    found, file_task = _trial_build_problems(cfg, valid, check_files)
+    problems += found
     named = {g for g, r in REGISTRIES.items() if g in cfg and cfg[g].get("name") in r}
-    if {"model", "dataset", "loss"} <= named and (
-        task := run_task(cfg, expected_task(cfg.dataset))
-    ):
+    data_task = (expected_task(cfg.dataset) or file_task) if "dataset" in named else None
+    if {"model", "dataset"} <= named:
+        dataset = cfg.dataset.name
+        problems += input_problems(cfg.model.name, dataset, options(cfg.dataset), data_task)
+    if {"model", "dataset", "loss"} <= named and (task := run_task(cfg, data_task)):
         problems += task_problems(cfg, task)
     if problems:
-        raise ConfigError(problems)
+        dataset = cfg.get("dataset")
+        raise ConfigError(said_relative(problems, options(dataset)) if dataset else problems)
 
 
-def _trial_build_problems(cfg: DictConfig, valid: list[str], check_files: bool) -> list[str]:
-    """Build the parts that need no data (with a stand-in parameter) to catch bad values early."""
-    problems = []
+def _trial_build_problems(
+    cfg: DictConfig, valid: list[str], check_files: bool
+) -> tuple[list[str], str | None]:
+    """Build the parts that need no data (with a stand-in parameter) to catch bad values early;
+    also the task the dataset's files show, if its check looked at them."""
+    problems, file_task = [], None
     if "loss" in valid:
         problems += _build_problems(partial(LOSSES.build, cfg.loss.name, options(cfg.loss)))
     check = DATASETS.info(cfg.dataset.name).check if "dataset" in valid else None
     if check and check_files:
-        problems += _build_problems(partial(check, **options(cfg.dataset)))  # its files, cheaply
+        try:  # its files, cheaply
+            shown = check(**options(cfg.dataset))
+            file_task = shown if shown in TASKS else None
+        except ConfigError as e:
+            problems += e.problems
     elif "dataset" in valid and {"val_fraction", "test_fraction"} <= set(cfg.dataset):
         fractions = (cfg.dataset.val_fraction, cfg.dataset.test_fraction)
         problems += _build_problems(partial(check_fractions, *fractions))
+    return problems + _optimisation_problems(cfg, valid), file_task
+
+
+def _optimisation_problems(cfg: DictConfig, valid: list[str]) -> list[str]:
+    """The optimizer and scheduler built for a stand-in parameter."""
     if "optimizer" not in valid:
-        return problems
+        return []
     params = [torch.nn.Parameter(torch.zeros(1))]
     try:
         optimizer = OPTIMIZERS.build(cfg.optimizer.name, options(cfg.optimizer), params=params)
     except ConfigError as e:
-        return problems + e.problems
+        return e.problems
+    problems = []
     if "scheduler" in valid:
         epochs = cfg.trainer.get("epochs")  # a wrong value is the trainer check's to report
         epochs = epochs if isinstance(epochs, int) and epochs >= 1 else 1

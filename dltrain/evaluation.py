@@ -11,6 +11,7 @@ from typing import Any
 from dltrain.command_line import parse_args, plugin_options
 from dltrain.config import options
 from dltrain.data.batches import make_batches
+from dltrain.data.paths import said_relative
 from dltrain.data.splits import other_split_rule
 from dltrain.data.user import as_data_splits
 from dltrain.errors import ConfigError, did_you_mean
@@ -37,10 +38,10 @@ def evaluate_split(run: FinishedRun, split: str) -> dict[str, Any]:
         try:
             data = as_data_splits(DATASETS.build(cfg.dataset.name, kwargs), cfg.dataset.name)
         except ConfigError as e:  # say which path of the run was not followed, if one was
-            if not run.notes:
-                raise
-            last = f"{e.problems[-1]} ({'; '.join(run.notes)})"
-            raise ConfigError([*e.problems[:-1], last]) from None
+            problems = said_relative(e.problems, kwargs)  # a path given here, relative to what
+            if run.notes:
+                problems[-1] = f"{problems[-1]} ({'; '.join(run.notes)})"
+            raise ConfigError(problems) from None
     match_saved(data, meta)
     if split != "train" and (problem := other_split_rule(meta.split_rule)):
         print(

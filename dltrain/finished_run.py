@@ -23,6 +23,7 @@ from dltrain.build.model import build_model
 from dltrain.build.step_context import auto_precision
 from dltrain.config import check_config, options
 from dltrain.data.files import data_root
+from dltrain.data.paths import path_keys
 from dltrain.data.splits import DataMeta
 from dltrain.data.transforms import BatchTransform
 from dltrain.device import select_device
@@ -35,7 +36,6 @@ from dltrain.trainer_options import PRECISIONS, TrainerOptions
 # them, and the files need not exist where the run is used.
 FILE_OPTIONS = ("vectors", "weights")
 RUNTIME_TRAINER = ("device", "batch_size", "num_workers", "precision")  # overridable here
-PATH_OPTIONS = ("path", "data_dir", "root", "tokenizer_file")  # dataset options naming files
 
 
 @dataclass
@@ -112,7 +112,7 @@ def trusted_paths(cfg: DictConfig, overrides: Sequence[str]) -> list[str]:
     given = {o.partition("=")[0].lstrip("+") for o in overrides}
     root = os.path.realpath(data_root(None))
     notes = []
-    for key in PATH_OPTIONS:
+    for key in path_keys(cfg.dataset):
         value = cfg.dataset.get(key)
         if value is None or f"dataset.{key}" in given:
             continue

@@ -93,6 +93,8 @@ class ReportCallback(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         """Name the failed jobs; print the comparison; write report.csv, .md, curves.png."""
+        if OmegaConf.select(config, "trainer.dry_run"):  # no job keeps metrics to compare
+            return
         from dltrain.report import write_report  # pandas: only when a sweep ends
         from dltrain.runs_table import collect
 

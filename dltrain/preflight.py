@@ -34,6 +34,7 @@ _SEARCHPATH: list[tuple[str, ...]] = [()]  # the command's hydra.searchpath over
 # (cli.claim_output) read one composition, so they agree on a ${now:...} name; one command only.
 _OUTPUT: dict[tuple, tuple[str, Path] | None] = {}
 _MODE: dict[tuple[str, ...], object] = {}  # a run's hydra.mode, by its command line
+_DRY_RUN: list[bool] = []  # whether each job of the command checked last is a dry run
 
 
 def problems(overrides: list[str], multirun: bool, config_name: str) -> list[str]:
@@ -44,6 +45,7 @@ def problems(overrides: list[str], multirun: bool, config_name: str) -> list[str
     parser = OverridesParser.create()
     _OUTPUT.clear()
     _MODE.clear()
+    _DRY_RUN.clear()
     _SEARCHPATH[0] = tuple(o for o in overrides if o.lstrip("+").startswith("hydra.searchpath"))
     try:
         parsed = parser.parse_overrides(overrides)
@@ -103,6 +105,11 @@ def mode_known(overrides: list[str], multirun: bool) -> Iterator[None]:
         yield
     finally:
         Hydra.get_mode = get_mode  # type: ignore[method-assign]
+
+
+def dry_run() -> bool:
+    """Whether every job of the command checked last (`problems`) is a dry run."""
+    return bool(_DRY_RUN) and all(_DRY_RUN)
 
 
 def named_output(overrides: list[str], key: str) -> bool:
@@ -165,6 +172,7 @@ def _job_problems(
         if cfg is None:
             cfg = _by_parts(group_overrides, key_overrides, config_name, problems)
         plugins.for_run(cfg)  # their registrations count in the checks below
+        _DRY_RUN.append(bool(OmegaConf.select(cfg, "trainer.dry_run", default=False)))
         # Check the values too, leaving out what is already reported, so all come out at once.
         check_config(cfg)
     except ConfigError as e:

@@ -47,7 +47,11 @@ class DatasetInfo:
 
     task: Task | Callable[..., Task | None] | None = None  # a function of its options, if it varies
     reads_files: bool = False  # False: made in memory (bundled or generated), never fails to load
-    check: Callable[..., None] | None = None  # a cheap look at its files, before a run dir exists
+    # A cheap look at its files, before a run dir exists; it may return the task they show.
+    check: Callable[..., Task | None] | None = None
+    # What its inputs are (a dltrain.modalities name, or a function of its options), if known
+    # before loading: models reading images, sequences or tokens are checked against it.
+    modality: str | Callable[..., str | None] | None = None
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,13 @@ FITTING = {
     "reconstruction": ["dataset=digits", "loss=mse", "model=autoencoder"],
 }
 
+# A dataset giving the inputs a model reads, and a loss that fits (flat models: FITTING).
+READING = {
+    "image": ["dataset=mnist", "loss=cross_entropy"],
+    "sequence": ["dataset=sine_cosine", "loss=mse"],
+    "tokens": ["dataset=imdb", "loss=cross_entropy"],
+}
+
 
 def options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
@@ -48,7 +55,7 @@ def test_regularization_options_are_keyed_by_their_name() -> None:
 
 def _fitting_overrides(group: str, option: str) -> list[str]:
     if group == "model":
-        return FITTING[MODELS.info(option).tasks[0]]
+        return READING.get(MODELS.info(option).input) or FITTING[MODELS.info(option).tasks[0]]
     if group == "loss":
         return FITTING[LOSSES.info(option).tasks[0]][:1]
     if group == "dataset":

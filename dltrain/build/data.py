@@ -9,6 +9,7 @@ from omegaconf import DictConfig
 
 from dltrain.config import options, run_task, task_problems
 from dltrain.data.batches import make_batches
+from dltrain.data.paths import said_relative
 from dltrain.data.splits import DataSplits
 from dltrain.data.user import as_data_splits
 from dltrain.errors import ConfigError
@@ -20,7 +21,11 @@ from dltrain.world import World
 
 def build_data(cfg: DictConfig) -> DataSplits:
     """The dataset's splits and modality; its task (or the model's) must fit the model and loss."""
-    data = as_data_splits(DATASETS.build(cfg.dataset.name, options(cfg.dataset)), cfg.dataset.name)
+    try:
+        built = DATASETS.build(cfg.dataset.name, options(cfg.dataset))
+    except ConfigError as e:  # a relative path (it names nothing here) said relative to what
+        raise ConfigError(said_relative(e.problems, options(cfg.dataset))) from None
+    data = as_data_splits(built, cfg.dataset.name)
     settle_modality(data.meta, f"dataset {cfg.dataset.name}")
     data.meta.task = run_task(cfg, data.meta.task)
     if problems := task_problems(cfg, data.meta.task):

@@ -18,6 +18,7 @@ from dltrain.build.run_dir import start_run_dir
 from dltrain.build.step_context import apply_threads, build_step_context, resolve_auto
 from dltrain.built_run import BuiltRun
 from dltrain.config import check_config, options
+from dltrain.data.paths import absolute_paths
 from dltrain.data.splits import DataSplits
 from dltrain.device import seed_everything, select_device
 from dltrain.regularization import build_regularizers
@@ -38,6 +39,7 @@ def build_run(
     """Validate the config, then build data, model, loss, optimizer, schedule, callbacks and
     tracker."""
     world = world or World()
+    absolute_paths(cfg.dataset)  # as the run's config stores them: it is used from any folder
     check_config(cfg)
     trainer = TrainerOptions(**options(cfg.trainer))
     check_world(cfg.trainer, world)
@@ -63,8 +65,13 @@ def build_run(
     schedule = build_schedule(cfg, optimizer, trainer.epochs, steps_per_epoch)
     context = build_step_context(trainer, data.meta, regularizers, schedule, device, world)
     callbacks = build_callbacks(cfg, trainer, model, regularizers, schedule, world)
-    tracker = start_run_dir(cfg, run_dir, data, console, resume_step) if world.main else None
-    log.info(f"run dir {run_dir} | {where(device, world, ddp)} | {what(cfg, model, data)}")
+    tracker = None
+    if world.main and trainer.dry_run:  # it writes nothing: no config, loggers or samples
+        tracker = Tracker(console=console)
+    elif world.main:
+        tracker = start_run_dir(cfg, run_dir, data, console, resume_step)
+    kept = "a dry run, nothing kept" if trainer.dry_run else f"run dir {run_dir}"
+    log.info(f"{kept} | {where(device, world, ddp)} | {what(cfg, model, data)}")
     return BuiltRun(
         cfg=cfg,
         trainer=trainer,

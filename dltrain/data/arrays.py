@@ -151,7 +151,8 @@ def array_dataset(name: str, task: str | Callable[..., str], **split: Any) -> Ca
 
         build.__signature__ = inspect.signature(make)  # its own options; the split ones join
         build.__doc__ = make.__doc__
-        DATASETS.register(name, task=task)(with_split_options(**defaults)(build))
+        registered = DATASETS.register(name, task=task, modality="features")
+        registered(with_split_options(**defaults)(build))
         return make
 
     return register

@@ -153,7 +153,7 @@ def collect(base: Path, split: SplitOptions) -> tuple[dict[str, Files | None], l
     return parts, classes
 
 
-@DATASETS.register("image_folder", reads_files=True)
+@DATASETS.register("image_folder", reads_files=True, modality="image")
 @with_split_options(val_fraction=0.15, test_fraction=0.15, split_seed=0)  # when no val/, test/
 def image_folder(
     root: str | None = None,

@@ -17,7 +17,7 @@ from dltrain.errors import ConfigError
 from dltrain.registry import DATASETS
 
 
-@DATASETS.register("mnist_seq", task="multiclass", reads_files=True)
+@DATASETS.register("mnist_seq", task="multiclass", reads_files=True, modality="sequence")
 @with_split_options(val_fraction=0.1, split_seed=0)  # the official test set is the test split
 def mnist_seq(
     data_dir: str | None = None, download: bool = False, *, split: SplitOptions
@@ -35,7 +35,7 @@ def mnist_seq(
     return DataSplits(rows(images.train), rows(images.val), rows(images.test), meta)
 
 
-@DATASETS.register("sine_cosine", task="regression")
+@DATASETS.register("sine_cosine", task="regression", modality="sequence")
 @with_split_options(val_fraction=0.15, test_fraction=0.15)  # in time order: no seed
 def sine_cosine(
     length: int = 1000,

@@ -7,7 +7,9 @@ columns used) before splitting; rows with a missing target are always dropped.
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -125,6 +127,20 @@ def _csv_task(task: str = "auto", **_: object) -> str | None:
     return None if task == "auto" else task  # None: known after loading
 
 
+def _check_header(
+    path: str | None,
+    target: str | None,
+    drop: list[str] | tuple[str, ...],
+    sep: str,
+    val_fraction: float,
+    test_fraction: float,
+) -> None:
+    """Every mistake the options and the file's header show."""
+    _check_options(path, target, val_fraction, test_fraction)
+    header = read_table(Path(path).expanduser(), sep, nrows=0)
+    _check_columns(list(header.columns), target, list(drop or []))
+
+
 def _check_csv(
     path: str | None = None,
     target: str | None = None,
@@ -132,18 +148,31 @@ def _check_csv(
     sep: str = ",",
     val_fraction: float = 0.15,
     test_fraction: float = 0.15,
+    task: str = "auto",
+    missing: str = "drop",
     **_: object,
-) -> None:
-    """Every mistake the options and the file's header show (preflight runs it before a run dir
-    is made; the build first of all)."""
-    _check_options(path, target, val_fraction, test_fraction)
-    header = read_table(Path(path).expanduser(), sep, nrows=0)
-    _check_columns(list(header.columns), target, list(drop or []))
+) -> str:
+    """Every mistake the options and the file show, and the task of its target column (preflight
+    runs it before a run dir is made: a loss that does not fit the target fails there)."""
+    _check_header(path, target, drop, sep, val_fraction, test_fraction)
+    file = Path(path).expanduser()
+    found = os.stat(file)
+    stamp = (str(file.resolve()), found.st_size, found.st_mtime_ns)
+    return _target_task(stamp, sep, target, tuple(drop or ()), missing, task)
+
+
+@functools.lru_cache(maxsize=16)
+def _target_task(
+    stamp: tuple[str, int, int], sep: str, target: str, drop: tuple, missing: str, task: str
+) -> str:
+    """The task of the rows a run would keep (read once per version of the file)."""
+    frame = _read_rows(Path(stamp[0]), sep, target, list(drop), missing)
+    return target_spec(frame[target], task, target)["task"]
 
 
 # The annotations spell their Literals out: the registry checks string annotations against
 # builtins and typing names only, so an alias would go unchecked.
-@DATASETS.register("csv", task=_csv_task, reads_files=True, check=_check_csv)
+@DATASETS.register("csv", task=_csv_task, reads_files=True, check=_check_csv, modality="table")
 @with_split_options(
     val_fraction=0.15, test_fraction=0.15, split_seed=0, stratify=True, standardize=True
 )
@@ -158,7 +187,7 @@ def csv(
     split: SplitOptions,
 ) -> DataSplits:
     """Any CSV (or Parquet) table: predict column `target` from the others (see module doc)."""
-    _check_csv(path, target, drop, sep, split.val_fraction, split.test_fraction)
+    _check_header(path, target, drop, sep, split.val_fraction, split.test_fraction)
     return table_splits(Path(path).expanduser(), target, list(drop), task, missing, sep, split)
 
 
@@ -216,7 +245,7 @@ def encoded_splits(
     return DataSplits(sets["train"], sets.get("val"), sets.get("test"), meta)
 
 
-@DATASETS.register("bank_marketing", task="binary", reads_files=True)
+@DATASETS.register("bank_marketing", task="binary", reads_files=True, modality="table")
 @with_split_options(
     val_fraction=0.2, test_fraction=0.0, split_seed=0, stratify=True, standardize=True
 )
@@ -234,5 +263,5 @@ def bank_marketing(
     else:
         found = find_data("bank_marketing", data_dir, ["bank.csv"], BANK_SOURCE)
         regular_file(found, "dataset.data_dir")
-    _check_csv(str(found), "deposit", drop, ",", split.val_fraction, split.test_fraction)
+    _check_header(str(found), "deposit", drop, ",", split.val_fraction, split.test_fraction)
     return table_splits(found, "deposit", list(drop), "binary", missing, ",", split)

@@ -192,7 +192,8 @@ def text_dataset(
             [*inspect.signature(read).parameters.values(), *offered]
         )
         build.__doc__ = read.__doc__
-        DATASETS.register(name, reads_files=True, **info)(with_split_options(**split)(build))
+        registered = DATASETS.register(name, reads_files=True, modality="text", **info)
+        registered(with_split_options(**split)(build))
         return read
 
     return register

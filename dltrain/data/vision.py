@@ -152,7 +152,13 @@ def _check_files(name: str, data_dir: str | None = None, download: bool = False,
 
 
 def _register(name: str, random_crop_padding: int = 0, horizontal_flip: bool = False) -> None:
-    @DATASETS.register(name, task="multiclass", reads_files=True, check=partial(_check_files, name))
+    @DATASETS.register(
+        name,
+        task="multiclass",
+        reads_files=True,
+        check=partial(_check_files, name),
+        modality="image",
+    )
     @with_split_options(val_fraction=0.1, split_seed=0)  # the official test set is the test split
     def build(
         data_dir: str | None = None,

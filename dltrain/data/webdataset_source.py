@@ -103,7 +103,7 @@ def _check(train_shards: str | None = None, **_: object) -> None:
         )
 
 
-@DATASETS.register("webdataset", reads_files=True)
+@DATASETS.register("webdataset", reads_files=True, modality="image")
 def webdataset(
     train_shards: str | None = None,
     val_shards: str | None = None,

@@ -10,8 +10,8 @@ from rich.table import Table
 def metrics_table(
     title: str, metrics: dict[str, float], caption: str | None = None, digits: int = 6
 ) -> Table:
-    """Metrics as a two-column table."""
-    table = Table(title=title, caption=caption)
+    """Metrics as a two-column table, at least as wide as its caption (so it reads on one line)."""
+    table = Table(title=title, caption=caption, min_width=len(caption or "") + 2)
     table.add_column("metric")
     table.add_column("value", justify="right")
     for name, value in metrics.items():

@@ -47,7 +47,7 @@ class EpochBar:
         wake-ups cost small training steps 1-2% (benchmarks/overhead.py).
         """
         total = len(items)
-        self.per_epoch = self.per_epoch or total
+        self.per_epoch = max(self.per_epoch or 0, total)
         description = f"epoch {epoch}/{self.epochs}"
         self.progress.reset(self.bar, total=total, description=description, visible=True)
         self.started = self.started or time.monotonic()
@@ -88,8 +88,8 @@ class LineColumn(ProgressColumn):
 
 
 def bar_line(task: Task, width: int) -> Text:
-    """The bar of `task` in at most `width` cells: description, bar, steps, run ETA, train loss,
-    val metrics, epoch clock; the least important of those dropped until it fits."""
+    """The bar of `task` in at most `width` cells; the cells most needed first: description,
+    bar, steps, run ETA, train loss, first val metric, epoch clock, second val metric."""
     taken = (task.finished_time if task.finished else task.elapsed) or 0
     left = "-:--:--" if task.time_remaining is None else clock(task.time_remaining)
     eta, loss = task.fields["eta"], task.fields["loss"]

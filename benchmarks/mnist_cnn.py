@@ -36,7 +36,6 @@ from dltrain.built_run import BuiltRun, FitState
 from dltrain.composition import compose_config
 from dltrain.loop import train_one_epoch
 from dltrain.registry import MODELS
-from dltrain.tracking.console import track
 
 MEAN, STD = 0.1307, 0.3081
 
@@ -111,11 +110,10 @@ def dltrain_epoch(built: BuiltRun) -> Callable[[], None]:
             model = model.to(memory_format=torch.channels_last)
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
         batches = built.batches["train"]
-        with built.tracker.progress() as progress:
-            bar = progress.add_task("training", total=len(batches), status="")
+        with built.tracker.progress(1) as bar:
             train_one_epoch(
                 model,
-                track(progress, bar, batches, "epoch 1/1"),
+                bar.track(batches, 1),
                 built.loss_fn,
                 optimizer,
                 FitState(),

@@ -46,7 +46,6 @@ from dltrain.composition import compose_config
 from dltrain.loop import after_step, fit_epoch
 from dltrain.registry import MODELS, OPTIMIZERS
 from dltrain.signals import GracefulStop
-from dltrain.tracking.console import track
 
 BATCH = 64
 
@@ -105,10 +104,9 @@ def dltrain_epoch(built: BuiltRun) -> float:
     # The epoch's checkpoint writes are left out, as before the callbacks: disk, not the loop.
     named = built.callbacks.named
     built.callbacks = Callbacks({k: c for k, c in named.items() if k != "checkpoints"})
-    with built.tracker.progress() as progress, GracefulStop() as stop:
-        bar = progress.add_task("training", total=len(built.batches["train"]), status="")
+    with built.tracker.progress(1) as bar, GracefulStop() as stop:
         begin = time.perf_counter()
-        batches = track(progress, bar, built.batches["train"], "epoch 1/1")
+        batches = bar.track(built.batches["train"], 1)
         fit_epoch(built, state, batches, partial(after_step, built, state, stop))
         built.tracker.flush()  # fit's checkpoint at each epoch end flushes TensorBoard
         return time.perf_counter() - begin

@@ -15,6 +15,7 @@ from pathlib import Path
 from dltrain.closed_output import guard_output
 from dltrain.errors import ConfigError
 from dltrain.files import SaveError, UnreadableFile
+from dltrain.log_files import to_log_files
 
 log = logging.getLogger("dltrain")
 EXPECTED = ("DivergedError",)  # failures whose message says all: no traceback kept
@@ -54,10 +55,7 @@ def _log_traceback(error: BaseException) -> bool:
         log.name, logging.ERROR, __file__, 0, "failed", (), (type(error), error, None)
     )
     record.exc_info = (type(error), error, error.__traceback__)
-    files = [h for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
-    for handler in files:
-        handler.handle(record)
-    return bool(files)
+    return to_log_files(record)
 
 
 def print_problems(prog: str, problems: list[str]) -> None:

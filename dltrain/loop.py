@@ -15,7 +15,7 @@ from dltrain.built_run import BuiltRun, EpochProgress, FitState
 from dltrain.metrics import compute_metrics
 from dltrain.signals import GracefulStop, Interrupted
 from dltrain.step import DivergedError, StepContext, backward, loss_of, optimizer_step
-from dltrain.tracking.console import track
+from dltrain.tracking.console import metrics_line
 
 log = logging.getLogger(__name__)
 SYNCED = contextlib.nullcontext()  # gradients all-reduced as usual (reusable)
@@ -144,22 +144,28 @@ def fit(built: BuiltRun, state: FitState) -> None:
     train_batches = built.batches["train"]
     # Ranks started together get a Ctrl-C both from the terminal and from their launcher.
     same_signal_within = 1.0 if built.world.size > 1 else 0.0
-    with built.tracker.progress() as progress, GracefulStop(same_signal_within) as stop:
-        bar = progress.add_task("training", total=len(train_batches), status="")
+    with built.tracker.progress(trainer.epochs) as bar, GracefulStop(same_signal_within) as stop:
         callbacks.fire("on_fit_start", built, state)
         for epoch in range(state.epoch + 1, trainer.epochs + 1):
             built.tracker.epoch = epoch
             batches = callbacks.wrap_train_batches(train_batches)
-            batches = track(progress, bar, batches, f"epoch {epoch}/{trainer.epochs}")
+            batches = bar.track(batches, epoch, partial(running_loss, state))
             metrics = fit_epoch(built, state, batches, partial(after_step, built, state, stop))
-            shown = list(metrics.items())[:3]  # train/loss, val/loss and the first task metric
-            progress.update(bar, status="  ".join(f"{k} {v:.4f}" for k, v in shown))
+            bar.show(metrics)
+            line = f"epoch {epoch}/{trainer.epochs} (step {state.step}): {metrics_line(metrics)}"
+            built.tracker.record(line)
             if built.world.any(bool(stop.requested)):
                 raise Interrupted(stop.requested or "SIGTERM", state.step)
             if state.should_stop:
                 log.info(f"training stops after epoch {epoch}: {state.stop_reason}")
                 break
         callbacks.fire("on_fit_end", built, state)
+
+
+def running_loss(state: FitState) -> float | None:
+    """The mean train loss of the epoch so far (None before its first batch)."""
+    progress = state.progress
+    return progress.loss_sum / progress.samples if progress.samples else None
 
 
 def after_step(built: BuiltRun, state: FitState, stop: GracefulStop | None = None) -> None:

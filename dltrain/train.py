@@ -8,6 +8,7 @@ ranks is dltrain.launch's.
 from __future__ import annotations
 
 import logging
+import shlex
 import time
 from pathlib import Path
 from typing import Any
@@ -205,8 +206,22 @@ def log_final(built: BuiltRun, state: FitState, final: dict[str, float]) -> None
     best_val = {f"best/{k}": v for k, v in final.items() if k.startswith("val/")}
     built.tracker.scalars(best_val, state.step)
     built.tracker.hparams({**best_val, **{k: v for k, v in final.items() if k.startswith("test/")}})
-    built.tracker.table(
+    built.tracker.results(
         f"{built.cfg.model.name} on {built.cfg.dataset.name}",
         f"best epoch {state.best_epoch} of {state.epoch} by {built.trainer.monitor}",
         final,
+        next_commands(built.run_dir, built.trainer.epochs, list(built.cfg.get("plugins") or [])),
     )
+
+
+def next_commands(run_dir: Path, epochs: int, plugins: list[str]) -> dict[str, str]:
+    """Where the run is, and the commands that evaluate it and train it on (as a shell reads
+    them; plugins given again, which vouches for them)."""
+    given = [f"plugins=[{','.join(plugins)}]"] if plugins else []
+    evaluate = ["dltrain-eval", str(run_dir), *given]
+    resume = ["dltrain", f"resume={run_dir}", f"trainer.epochs={2 * epochs}", *given]
+    return {
+        "run dir": str(run_dir),
+        "evaluate": shlex.join(evaluate),
+        "train on": shlex.join(resume),
+    }

@@ -12,7 +12,6 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from dltrain.tracking import metrics_log, tensorboard
 from dltrain.tracking.backend import Backend, RunInfo
-from dltrain.tracking.console import StepsColumn, clock, track
 from dltrain.tracking.metrics_log import MetricsLog
 from dltrain.tracking.tensorboard import TensorBoardBackend
 from dltrain.tracking.tracker import Tracker
@@ -69,31 +68,19 @@ def test_scalars_go_to_the_writer_once_they_have_waited_long_enough(
 def test_the_bar_restarts_every_epoch_with_its_own_clock(tmp_path: Path) -> None:
     out = io.StringIO()
     tracker = Tracking(tmp_path, Console(file=out, width=120))
-    with tracker.progress() as progress:
-        bar = progress.add_task("training", total=3, status="")
-        assert list(track(progress, bar, [1, 2, 3], "epoch 1/2")) == [1, 2, 3]
-        task = progress.tasks[0]
+    with tracker.progress(2) as bar:
+        assert list(bar.track([1, 2, 3], 1)) == [1, 2, 3]
+        task = bar.progress.tasks[0]
         assert (task.completed, task.description, task.finished) == (3, "epoch 1/2", True)
-        items = track(progress, bar, ["a", "b"], "epoch 2/2")
+        items = bar.track(["a", "b"], 2)
         assert next(items) == "a"
         assert (task.completed, task.total, task.finished) == (0, 2, False)  # a new clock
         assert list(items) == ["b"]
         assert task.completed == 2
-        progress.update(bar, status="train/loss 0.1234")
-    assert "epoch 2/2" in out.getvalue() and "2/2 0:00:00 < 0:00:00 train/loss 0.1234" in (
-        out.getvalue()
+        bar.show({"train/loss": 0.1234, "val/loss": 0.5})
+    assert "epoch 2/2" in out.getvalue() and (
+        "2/2 0:00:00<0:00:00 run ETA 0:00:00  train/loss 0.1234  val/loss 0.5000" in out.getvalue()
     )
-
-
-def test_steps_column_shows_steps_time_taken_and_left(tmp_path: Path) -> None:
-    assert clock(0) == "0:00:00" and clock(3725.9) == "1:02:05"
-    tracker = Tracking(tmp_path, Console(file=io.StringIO(), width=120))
-    with tracker.progress() as progress:
-        bar = progress.add_task("epoch 1/1", total=782, status="")
-        text = StepsColumn().render(progress.tasks[0]).plain
-        assert text == "0/782 0:00:00 < -:--:--"  # nothing to estimate from yet
-        progress.update(bar, completed=391)
-        assert StepsColumn().render(progress.tasks[0]).plain.startswith("391/782 0:00:00 < ")
 
 
 def test_metrics_jsonl_holds_every_scalar_and_a_resume_cuts_it_at_its_step(tmp_path: Path) -> None:

@@ -13,14 +13,16 @@ from typing import Any
 
 import torch
 from rich.console import Console
-from rich.progress import Progress
 from torch import nn
 
+from dltrain.log_files import log_to_files
 from dltrain.tracking import console, figures
 from dltrain.tracking.backend import Backend
+from dltrain.tracking.epoch_bar import EpochBar
 from dltrain.tracking.metrics_log import MetricsLog
 
 log = logging.getLogger(__name__)
+record_log = logging.getLogger("dltrain")  # what dltrain.log keeps of the console's output
 
 
 class Tracker:
@@ -40,11 +42,14 @@ class Tracker:
         self.epoch = 0  # the epoch being trained (1-based), stamped on each scalar
         self.not_logged: dict[str, str] = {}  # backend -> why it stopped logging
         self.closed = False
+        self.records = True  # the console's metrics go to the log files too
 
     @classmethod
     def silent(cls) -> Tracker:
         """A tracker that writes and prints nothing (ranks other than 0 of a distributed run)."""
-        return cls(console=Console(quiet=True))
+        tracker = cls(console=Console(quiet=True))
+        tracker.records = False
+        return tracker
 
     def _each(self, method: str, *args: Any) -> None:
         """Call `method` of every backend still logging; drop the one that raises."""
@@ -141,13 +146,25 @@ class Tracker:
         """The run's files worth keeping beside its records (those that exist)."""
         self._each("artifacts", [p for p in paths if p.is_file()])
 
-    def progress(self) -> Progress:
-        """A progress bar showing epoch, steps, timing and the latest metrics (console.py)."""
-        return console.progress_bar(self.console)
+    def progress(self, epochs: int) -> EpochBar:
+        """The epoch bar of a run of `epochs` epochs (epoch_bar.py)."""
+        return EpochBar(self.console, epochs)
 
-    def table(self, title: str, caption: str, metrics: dict[str, float]) -> None:
-        """Print metrics as a two-column table."""
+    def record(self, message: str) -> None:
+        """A line for the log files (dltrain.log) alone: the console shows it its own way."""
+        if self.records:
+            log_to_files(record_log, message)
+
+    def results(
+        self, title: str, caption: str, metrics: dict[str, float], notes: dict[str, str]
+    ) -> None:
+        """The final metrics as a table, then `notes` (where the run is, what to run next);
+        both to dltrain.log too."""
         self.console.print(console.metrics_table(title, metrics, caption=caption, digits=4))
+        console.print_notes(self.console, notes)
+        self.record(f"{title}, {caption}: {console.metrics_line(metrics)}")
+        for label, text in notes.items():
+            self.record(f"{label}: {text}")
 
     def flush(self) -> None:
         """Make what was logged durable (with every checkpoint)."""

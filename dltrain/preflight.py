@@ -16,20 +16,24 @@ from pathlib import Path
 
 from hydra import compose
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
-from dltrain.errors import ConfigError, did_you_mean
+from dltrain.command_names import (
+    group_options,
+    message,
+    search_path,
+    unknown_key,
+    unknown_options,
+    use_searchpath,
+)
+from dltrain.errors import ConfigError
 from dltrain.launcher_env import node_rank
-from dltrain.other_names import dltrain_way
 from dltrain.run_dirs import RUN_MARKERS, SWEEP_MARKERS, holds_run
 
-_MISSING = object()
-_SEARCHPATH: list[tuple[str, ...]] = [()]  # the command's hydra.searchpath overrides
 # The run (or sweep) dir of the command being checked: the check and the claim of the dir
 # (cli.claim_output) read one composition, so they agree on a ${now:...} name; one command only.
 _OUTPUT: dict[tuple, tuple[str, Path] | None] = {}
@@ -46,7 +50,7 @@ def problems(overrides: list[str], multirun: bool, config_name: str) -> list[str
     _OUTPUT.clear()
     _MODE.clear()
     _DRY_RUN.clear()
-    _SEARCHPATH[0] = tuple(o for o in overrides if o.lstrip("+").startswith("hydra.searchpath"))
+    use_searchpath(overrides)
     try:
         parsed = parser.parse_overrides(overrides)
     except HydraException as e:
@@ -68,7 +72,7 @@ def problems(overrides: list[str], multirun: bool, config_name: str) -> list[str
 
 def output_dir(overrides: list[str], multirun: bool, config_name: str) -> tuple[str, Path] | None:
     """(the Hydra key, the folder) the run or sweep dir would be; None if Hydra must judge it."""
-    command = (_search_path(), tuple(overrides), multirun, config_name)
+    command = (search_path(), tuple(overrides), multirun, config_name)
     if command not in _OUTPUT:
         try:
             _whole(overrides, multirun, config_name)
@@ -83,7 +87,7 @@ def _whole(overrides: list[str], multirun: bool, config_name: str) -> DictConfig
     key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
     cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
     folder = Path(str(OmegaConf.select(cfg, key))).absolute()
-    _OUTPUT[(_search_path(), tuple(overrides), multirun, config_name)] = key, folder
+    _OUTPUT[(search_path(), tuple(overrides), multirun, config_name)] = key, folder
     if not multirun:
         _MODE[tuple(overrides)] = cfg.hydra.mode
     return cfg
@@ -214,7 +218,7 @@ def _by_parts(
 
 def _composed(config_name: str, group_overrides: tuple[str, ...]) -> DictConfig:
     """The config of these group choices (the jobs of a sweep share most; composing is slow)."""
-    return _composed_in(_search_path(), config_name, group_overrides)
+    return _composed_in(search_path(), config_name, group_overrides)
 
 
 @functools.lru_cache(maxsize=64)
@@ -224,75 +228,9 @@ def _composed_in(
     return compose(config_name, overrides=list(group_overrides))
 
 
-def group_options(group: str) -> list[str]:
-    """The options of a config group in the current Hydra context (its search path, and the
-    command's hydra.searchpath); none for a name the file system cannot even look up."""
-    return _options(_search_path(), _SEARCHPATH[0], group)
-
-
-@functools.lru_cache(maxsize=512)
-def _options(search_path: tuple[str, ...], searchpath: tuple[str, ...], group: str) -> list[str]:
-    """Cached per search path: the jobs of a sweep (and commands run in one process) share it."""
-    loader = GlobalHydra.instance().config_loader()
-    try:
-        if searchpath:  # the command adds folders: Hydra reads them from the primary config
-            return loader.get_group_options(group, config_name="config", overrides=list(searchpath))
-        return loader.get_group_options(group)
-    except OSError:
-        return []
-
-
-def _search_path() -> tuple[str, ...]:
-    """Where the current Hydra context looks for configs (a cache key)."""
-    sources = GlobalHydra.instance().config_loader().get_sources()
-    return tuple(f"{s.provider}:{s.path}" for s in sources)
-
-
 def _left_to_hydra(override: Override) -> bool:
     """Additions, deletions, package moves and Hydra's own settings: Hydra judges these."""
     adds_or_deletes = override.is_add() or override.is_force_add() or override.is_delete()
     return (
         adds_or_deletes or override.package is not None or override.key_or_group.startswith("hydra")
     )
-
-
-def unknown_options(group: str, value: object) -> list[str]:
-    values = value if isinstance(value, list) else [value]
-    problems = []
-    for v in (str(v) for v in values if v is not None):
-        folder = v.rpartition("/")[0]  # presets in a sub-folder: optimizer=blobs_study/sgd
-        options = group_options(f"{group}/{folder}" if folder else group)
-        choices = [f"{folder}/{o}" if folder else o for o in options]
-        if v not in choices:
-            choices = choices or group_options(group)
-            hint = dltrain_way(group, v) or did_you_mean(v, choices)
-            problems.append(
-                f"{group}={v}: no such {group} option.{hint} Available: {', '.join(choices)}"
-            )
-    return problems
-
-
-def unknown_key(cfg: DictConfig, key: str) -> str | None:
-    if OmegaConf.select(cfg, key, default=_MISSING) is not _MISSING:
-        return None
-    parent, _, leaf = key.rpartition(".")
-    while parent and OmegaConf.select(cfg, parent, default=_MISSING) is _MISSING:
-        parent, _, leaf = parent.rpartition(".")
-    node = OmegaConf.select(cfg, parent) if parent else cfg
-    siblings = list(node.keys()) if isinstance(node, DictConfig) else []
-    where = f"in {parent}" if parent else "at the top level"
-    hint = dltrain_way(key) or did_you_mean(leaf, siblings, prefix=f"{parent}." if parent else "")
-    return (
-        f"{key}: no such key {where}.{hint} Keys there: {', '.join(map(str, siblings))}. "
-        f"(To add a new key: +{key}=...)"
-    )
-
-
-def message(error: Exception) -> str:
-    """Hydra's message up to its first blank line or search-path dump, as one line."""
-    kept = []
-    for line in str(error).strip().splitlines():
-        if not line.strip() or line.startswith(("Config search path", "    full_key")):
-            break
-        kept.append(line.strip())
-    return " ".join(kept) or type(error).__name__

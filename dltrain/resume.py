@@ -16,10 +16,10 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
 from dltrain import checkpoints, plugin_trust
+from dltrain.command_names import group_options, message, unknown_key, unknown_options
 from dltrain.config import check_config
 from dltrain.errors import ConfigError
 from dltrain.plugins import load
-from dltrain.preflight import group_options, message, unknown_key, unknown_options
 from dltrain.trainer_options import RESOLVED_AUTO, WHERE_TO_TRAIN
 
 CHANGEABLE = ("trainer.epochs", *WHERE_TO_TRAIN)

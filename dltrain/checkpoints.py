@@ -212,6 +212,21 @@ def load_for_resume(path: Path) -> dict[str, Any]:
         raise ConfigError(f"resume: {e}{hint}") from None
 
 
+def epochs_problem(saved: dict[str, Any], epochs: Any) -> str | None:
+    """Why trainer.epochs=`epochs` cannot end the run that left `saved` (it trained past that
+    epoch), or None: a run may stop at fewer epochs than it was set to until it gets there."""
+    progress = saved.get("progress")
+    started = int(isinstance(progress, dict) and bool(progress.get("samples")))  # mid-epoch
+    done = saved["epoch"]
+    if not isinstance(epochs, int) or epochs >= done + started:  # not an int: check_config says
+        return None
+    trained = f"{done} epochs" + (f" and part of epoch {done + 1}" if started else "")
+    return (
+        f"trainer.epochs={epochs}: the run has trained {trained}, past epoch {epochs} (its "
+        f"weights cannot go back); give trainer.epochs >= {done + started}, or start a new run"
+    )
+
+
 def newest_intact(folder: Path, but: Path) -> Path | None:
     """The most recently written checkpoint in `folder` (other than `but`) whose seal holds."""
     candidates = sorted(

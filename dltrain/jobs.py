@@ -25,7 +25,7 @@ from dltrain.launch import announce
 from dltrain.launch import run as launch_run
 from dltrain.launcher_env import launched
 from dltrain.signals import Interrupted
-from dltrain.sweep import share_machine
+from dltrain.sweep import share_machine, sweep_seed
 from dltrain.sweep_resume import previous_outcome
 
 log = logging.getLogger("dltrain")
@@ -50,7 +50,19 @@ def hydra_main(cfg: DictConfig) -> float | None:
                 return (summary.get("metrics") or {}).get(cfg.trainer.monitor)
             if outcome == "checkpoint":
                 cfg.resume = str(run_dir)
+        if cfg.trainer.get("seed") is None and not cfg.get("resume"):  # one seed for the sweep
+            try:
+                cfg.trainer.seed = sweep_seed(Path(hydra_cfg.sweep.dir))
+            except ConfigError as e:  # its seed.txt holds something else
+                print_problems("dltrain", e.problems)
+                return worst(cfg)
+            log.info(f"trainer.seed is null: every job of this sweep uses seed {cfg.trainer.seed}")
     return run_job(cfg, run_dir, sweep)
+
+
+def worst(cfg: DictConfig) -> float:
+    """The worst value of trainer.monitor: what a sweeper gets for a job that failed."""
+    return float("inf") if cfg.trainer.get("monitor_mode") == "min" else float("-inf")
 
 
 def run_job(cfg: DictConfig, run_dir: Path, sweep: bool) -> float | None:
@@ -59,14 +71,13 @@ def run_job(cfg: DictConfig, run_dir: Path, sweep: bool) -> float | None:
     A failed single run exits (2: a config problem, 1: it failed, 130/143: stopped by a
     signal); a failed sweep job is recorded and returns the worst value, so the sweep goes on.
     """
-    worst = float("inf") if cfg.trainer.get("monitor_mode") == "min" else float("-inf")
     if launched():  # the other ranks train this job with rank 0
         announce((OmegaConf.to_container(cfg, resolve=True), str(run_dir)))
     try:
         summary = launch_run(cfg, run_dir)
     except ConfigError as e:
         print_problems("dltrain", e.problems)
-        return worst if sweep else sys.exit(2)
+        return worst(cfg) if sweep else sys.exit(2)
     except Interrupted as e:
         print(
             f"dltrain: {e}; saved {run_dir / 'checkpoints' / 'last.pt'}. "
@@ -79,7 +90,7 @@ def run_job(cfg: DictConfig, run_dir: Path, sweep: bool) -> float | None:
         sys.exit(130)
     except Exception as e:  # diverged, a full disk, out of memory, a bug: one line, and why
         print(f"dltrain: {failure(e, run_dir)}", file=sys.stderr)
-        return worst if sweep else sys.exit(1)
+        return worst(cfg) if sweep else sys.exit(1)
     return summary.get("metrics", {}).get(cfg.trainer.monitor)
 
 

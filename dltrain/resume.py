@@ -2,8 +2,9 @@
 
 The checkpoint's resolved config (checked as data, nothing resolved) is the run; the run dir's
 .hydra/overrides.yaml is never replayed, so nothing in a run dir can reach Hydra (its callbacks,
-`_target_`s, interpolations). The new command line may give more epochs and where to train;
-any other value must equal the saved one, and is refused otherwise.
+`_target_`s, interpolations). The new command line may give trainer.epochs (more, or fewer while
+the run has not trained past them) and where to train; any other value must equal the saved one,
+and is refused otherwise. Only what the command line gives is compared.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ def resume_config(target: str, overrides: list[str]) -> tuple[DictConfig, Path]:
             check_config(cfg)
         except ConfigError as e:
             problems += e.problems
+    if not problems and (fewer := checkpoints.epochs_problem(saved, cfg.trainer.epochs)):
+        problems.append(fewer)
     if problems:
         raise ConfigError(problems)
     cfg.resume = str(path)

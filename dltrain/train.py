@@ -23,7 +23,6 @@ from dltrain.dry_run import dry_run
 from dltrain.errors import ConfigError
 from dltrain.loop import evaluate, fit
 from dltrain.step import DivergedError
-from dltrain.tracking.backend import flatten
 from dltrain.trainer_options import WHERE_TO_TRAIN
 from dltrain.world import World, joined
 
@@ -43,10 +42,10 @@ def run_rank(
     started = time.perf_counter()
     plugins.for_run(cfg)  # the command's own: a run dir's are vouched for before (resume.py)
     saved, path = None, None
-    if cfg.get("resume"):  # the same run dir, the checkpoint's config (epochs may grow)
+    if cfg.get("resume"):  # the same run dir, the checkpoint's config (epochs may change)
         path = checkpoints.resume_path(cfg.resume)
         saved = checkpoints.load_for_resume(path)
-        cfg = resumed_config(cfg, checkpoints.saved_config(saved["config"], path), path)
+        cfg = resumed_config(cfg, saved, path)
         run_dir = path.parent.parent
         if world.main:  # temp files of writes that a kill cut short
             for folder in (run_dir, run_dir / "checkpoints"):
@@ -125,26 +124,23 @@ def finish_run_dir(built: BuiltRun, summary: dict[str, Any]) -> None:
         log.error(f"no metrics.json: {e}")
 
 
-def resumed_config(cfg: DictConfig, saved: DictConfig, path: Path) -> DictConfig:
-    """The checkpoint's config, with more epochs if asked; other values given are reported.
+def resumed_config(cfg: DictConfig, saved: dict[str, Any], path: Path) -> DictConfig:
+    """The checkpoint's config, with `cfg`'s trainer.epochs and where to train (ConfigError if the
+    run trained past those epochs); nothing else of `cfg` counts.
 
-    A value left unset (null, e.g. a seed the first run drew) is no conflict.
+    `cfg` holds the saved values but for what a command line gave: `dltrain resume=` refuses the
+    rest (dltrain.resume), and a resumed sweep's job has the overrides of the job it continues.
+    Its composed defaults (a null seed) are no one's request, so nothing is compared or warned of.
     """
-    given = flatten(OmegaConf.to_container(cfg, resolve=True))
-    kept = ("trainer.epochs", "resume", "plugins", "trust_plugins", *WHERE_TO_TRAIN)
-    ignored = [
-        f"{key}={given[key]} (checkpoint: {value})"
-        for key, value in flatten(OmegaConf.to_container(saved, resolve=True)).items()
-        if given.get(key) not in (None, "auto", value) and key not in kept  # auto: as chosen
-    ]
-    if ignored:
-        log.warning(f"resume: the checkpoint's settings win over {', '.join(ignored)}")
-    saved.trainer.epochs = max(cfg.trainer.epochs, saved.trainer.epochs)
-    saved.plugins = list(cfg.get("plugins") or [])  # the command's, imported already
+    if problem := checkpoints.epochs_problem(saved, cfg.trainer.epochs):
+        raise ConfigError(problem)
+    config = checkpoints.saved_config(saved["config"], path)
+    config.trainer.epochs = cfg.trainer.epochs
+    config.plugins = list(cfg.get("plugins") or [])  # the command's, imported already
     for key in WHERE_TO_TRAIN:  # where it goes on is the new command's choice
-        OmegaConf.update(saved, key, OmegaConf.select(cfg, key), force_add=True)
-    saved.resume = str(path)
-    return saved
+        OmegaConf.update(config, key, OmegaConf.select(cfg, key), force_add=True)
+    config.resume = str(path)
+    return config
 
 
 def test_best(built: BuiltRun, state: FitState) -> dict[str, Any]:

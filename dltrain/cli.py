@@ -17,7 +17,7 @@ from hydra.errors import HydraException
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from dltrain import preflight, run_dirs, sweep_resume  # sweep_resume: registers resolvers
+from dltrain import preflight, run_dirs, run_names, sweep_resume  # sweep_resume: resolvers
 from dltrain.closed_output import guard_output
 from dltrain.composition import CONF_DIR, hydra_context
 from dltrain.errors import ConfigError
@@ -154,6 +154,7 @@ def claim_output(overrides: list[str], multirun: bool, config_name: str) -> None
 
     A default name already taken (another run started in the same second) becomes `<name>_2`.
     """
+    sys.argv += run_names.sweep_job_names(overrides) if multirun else []  # on every node
     found = preflight.output_dir(overrides, multirun, config_name)
     if found is None or node_rank() > 0:  # later nodes of a run started by hand share node 0's
         return

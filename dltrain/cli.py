@@ -12,7 +12,7 @@ from typing import Any
 
 from hydra._internal.utils import get_args_parser
 
-from dltrain import preflight, run_dirs, sweep_resume  # sweep_resume: registers resolvers
+from dltrain import preflight, run_dirs, run_names, sweep_resume  # sweep_resume: resolvers
 from dltrain.closed_output import guard_output
 from dltrain.composition import hydra_context
 from dltrain.errors import ConfigError
@@ -157,6 +157,7 @@ def claim_output(overrides: list[str], multirun: bool, config_name: str) -> None
     A default name already taken (another run started in the same second) becomes `<name>_2`.
     A dry run makes no run dir: Hydra's dir is a temporary folder, removed when the command ends.
     """
+    sys.argv += run_names.sweep_job_names(overrides) if multirun else []  # on every node
     found = preflight.output_dir(overrides, multirun, config_name)
     if preflight.dry_run():  # Hydra's own files go to a temporary folder, removed at the end
         SCRATCH.append(Path(tempfile.mkdtemp(prefix="dltrain-dry-run-")))

@@ -11,6 +11,7 @@ from hydra import compose
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
+from dltrain import run_names  # noqa: F401 - registers dltrain_name, which conf/ names dirs with
 from dltrain.errors import ConfigError
 
 

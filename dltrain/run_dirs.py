@@ -1,9 +1,10 @@
 """A run dir belongs to one process: fresh default names, and an exclusive lock while it runs.
 
-Two commands started in the same second used to share `outputs/<date>/<time>/`; now the second
-takes `<time>_2`. A folder named on purpose (hydra.run.dir, hydra.sweep.dir, resume=) is locked
-with flock for as long as this process lives: a second process aiming at it is refused, and the
-kernel drops the lock when the holder dies, so a killed run never leaves a stale one.
+Two commands started in the same second used to share `outputs/<date>/<time>_<model>_<dataset>/`
+(dltrain.run_names); now the second takes `<that name>_2`. A folder named on purpose
+(hydra.run.dir, hydra.sweep.dir, resume=) is locked with flock for as long as this process lives:
+a second process aiming at it is refused, and the kernel drops the lock when the holder dies, so a
+killed run never leaves a stale one.
 """
 
 from __future__ import annotations

@@ -110,7 +110,7 @@ A model and a dataset of your own, trained with dltrain.
 ```bash
 dltrain experiment={name}                      # train (plugin and conf/ come from pyproject.toml)
 dltrain experiment={name} model.width=64 trainer.epochs=10
-dltrain-eval outputs/<date>/<time>             # evaluate a run from here
+dltrain-eval outputs/<date>/<time>_<model>_<dataset>  # evaluate a run from here
 python -m pytest tests                         # the project's test
 ```
 

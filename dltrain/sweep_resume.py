@@ -26,9 +26,11 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
 from dltrain.run_files import read_overrides, read_summary
+from dltrain.run_names import safe_name
 
 IGNORED = ("resume_sweep=",)  # how a job was started, not what it trains
 CLAIMS = ".resume_sweep"  # <sweep>/.resume_sweep/<attempt>/: the dirs this attempt's jobs took
+_NUMBERED = re.compile(r"(\d+)(?:_|$)")  # a job dir: its number, then its swept overrides
 _CHOSEN: dict[tuple[str, int], tuple[Path, bool]] = {}  # (attempt, job) -> (dir, an earlier one)
 
 
@@ -95,9 +97,11 @@ def unreadable_jobs(sweep_dir: Path) -> list[str]:
     return [f"{d / '.hydra' / 'overrides.yaml'}: {read_overrides(d)[1]}" for d in dirs]
 
 
-def choose_dir(sweep_dir: Path, attempt: str, num: int, overrides: list[str]) -> tuple[Path, bool]:
-    """The dir of job `num` of this attempt, and whether an earlier job of its settings left it;
-    prints what was matched."""
+def choose_dir(
+    sweep_dir: Path, attempt: str, num: int, overrides: list[str], label: str = ""
+) -> tuple[Path, bool]:
+    """The dir of job `num` of this attempt, and whether an earlier job of its settings left it
+    (a new one is named by `label`, its swept overrides); prints what was matched."""
     claims = sweep_dir / CLAIMS / attempt
     claims.mkdir(parents=True, exist_ok=True)
     wanted = settings(overrides)
@@ -110,11 +114,11 @@ def choose_dir(sweep_dir: Path, attempt: str, num: int, overrides: list[str]) ->
         if outcome != "none":
             print(f"{head} matches {run_dir}: {'skipped' if outcome == 'completed' else 'resumed'}")
             return run_dir, True
-        new = _new_dir(sweep_dir, num, claims)
+        new = _new_dir(sweep_dir, num, claims, label)
         why = f"metrics.json unreadable: {summary['unreadable']}" if summary else "no checkpoint"
         print(f"{head} matches {run_dir}, which stopped ({why}): runs again in new dir {new}")
         return new, False
-    new = _new_dir(sweep_dir, num, claims)
+    new = _new_dir(sweep_dir, num, claims, label)
     print(f"{head}: no earlier job, new dir {new}")
     return new, False
 
@@ -134,13 +138,17 @@ def _claim(claims: Path, sweep_dir: Path, run_dir: Path) -> bool:
     return True
 
 
-def _new_dir(sweep_dir: Path, num: int, claims: Path) -> Path:
-    """A dir no earlier job used: named by the job's number if free, else the next free number."""
-    numbers = [int(p.name) for p in sweep_dir.iterdir() if p.name.isdigit()]
-    for name in itertools.chain([num], itertools.count(max(numbers, default=-1) + 1)):
-        new = sweep_dir / str(name)
+def _new_dir(sweep_dir: Path, num: int, claims: Path, label: str) -> Path:
+    """A dir no earlier job used, `<number>_<label>`: the job's number if no dir has it, else the
+    next free number (reserved under `claims`, so parallel jobs never take the same one)."""
+    taken = {int(m[1]) for p in sweep_dir.iterdir() if (m := _NUMBERED.match(p.name))}
+    start = [] if num in taken else [num]
+    for number in itertools.chain(start, itertools.count(max(taken, default=-1) + 1)):
+        if not _claim(claims, sweep_dir, sweep_dir / f"#{number}"):
+            continue  # another job of this attempt took the number
+        new = sweep_dir / safe_name(number, label)
         try:
-            new.mkdir()  # atomic: of two parallel jobs only one makes it
+            new.mkdir()
         except FileExistsError:
             continue
         _claim(claims, sweep_dir, new)
@@ -159,7 +167,8 @@ def _job_dir(attempt: Any) -> str:
     if key not in _CHOSEN:  # once per job: Hydra may read the setting again
         sweep_dir = Path(str(hydra.sweep.dir)).resolve()
         overrides = [str(o) for o in hydra.overrides.task]
-        _CHOSEN[key] = choose_dir(sweep_dir, *key, overrides)
+        label = str(hydra.job.override_dirname)
+        _CHOSEN[key] = choose_dir(sweep_dir, *key, overrides, label)
         sys.stdout.flush()
     return os.path.relpath(_CHOSEN[key][0], Path(str(hydra.sweep.dir)).resolve())
 

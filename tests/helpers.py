@@ -166,6 +166,17 @@ def run_dirs(root: Path) -> list[Path]:
     return sorted(p.parent for p in root.rglob("metrics.json"))
 
 
+def job_dir(sweep: Path, num: int) -> Path:
+    """Job `num`'s dir of a sweep (`<num>_<swept overrides>`), or `sweep/<num>` if it has none."""
+    found = [p for p in sweep.glob(f"{num}*") if p.name.partition("_")[0] == str(num)]
+    return found[0] if len(found) == 1 else sweep / str(num)
+
+
+def job_numbers(dirs: list[Path]) -> list[str]:
+    """The job numbers of sweep job dirs (their names up to the first `_`)."""
+    return [d.name.partition("_")[0] for d in dirs]
+
+
 def events(run_dir: Path) -> EventAccumulator:
     """The run's TensorBoard events, loaded."""
     acc = EventAccumulator(str(run_dir / "tensorboard"))

@@ -19,8 +19,9 @@ def test_console_script_trains_into_a_dated_run_dir(tmp_path: Path) -> None:
     result = dltrain(tmp_path, *TINY)
     assert result.returncode == 0, result.stderr
     [run_dir] = run_dirs(tmp_path / "outputs")
-    date, time = run_dir.relative_to(tmp_path / "outputs").parts
-    assert len(date) == 10 and len(time) == 8  # outputs/YYYY-MM-DD/HH-MM-SS
+    date, name = run_dir.relative_to(tmp_path / "outputs").parts
+    assert len(date) == 10 and len(name) == 17  # outputs/YYYY-MM-DD/HH-MM-SS_mlp_iris
+    assert name.endswith("_mlp_iris")
     assert (run_dir / ".hydra" / "config.yaml").is_file() and (run_dir / "model.pt").is_file()
     assert "test/acc" in result.stdout  # the final table
 
@@ -45,7 +46,7 @@ def test_multirun_makes_one_run_dir_per_job(tmp_path: Path) -> None:
     result = dltrain(tmp_path, "-m", "optimizer=sgd,adam", *TINY)
     assert result.returncode == 0, result.stderr
     dirs = run_dirs(tmp_path / "outputs" / "multirun")
-    assert [d.name for d in dirs] == ["0", "1"]
+    assert [d.name for d in dirs] == ["0_optimizer-sgd", "1_optimizer-adam"]
     names = [json.loads((d / "metrics.json").read_text())["status"] for d in dirs]
     assert names == ["completed", "completed"]
     assert "name: sgd" in (dirs[0] / "config.yaml").read_text()
@@ -129,7 +130,8 @@ def test_a_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path: Path) -> None
     assert result.returncode == 0, result.stderr
     statuses = [json.loads((d / "metrics.json").read_text())["status"] for d in run_dirs(sweep)]
     assert statuses == ["completed", "diverged"]
-    assert "1 of 2 jobs failed: 1 (diverged: DivergedError" in result.stderr
+    failed = "1 of 2 jobs failed: 1_optimizer.lr-1000000000000.0 (diverged: DivergedError"
+    assert failed in result.stderr  # the job by its dir: the sweeper wrote 1e12 so
     assert (sweep / "report.csv").is_file()
 
     every = dltrain(tmp_path, *args[:3], "optimizer.lr=1e12,1e13", f"hydra.sweep.dir={sweep}2")

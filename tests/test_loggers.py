@@ -18,7 +18,7 @@ from dltrain.tracking import metrics_log
 from dltrain.tracking.backend import Backend
 from dltrain.train import run
 
-from .helpers import FAST, compose_config, dltrain, dltrain_main, events, invoke
+from .helpers import FAST, compose_config, dltrain, dltrain_main, events, invoke, job_dir
 
 IRIS = [*FAST, "dataset=iris", "trainer.log_every_n_steps=1"]
 
@@ -155,8 +155,8 @@ def test_a_sweep_names_each_tensorboard_run_by_its_overrides(tmp_path: Path) -> 
         "trainer.device=cpu", "hydra.sweep.dir=sweep",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    for job, name in [("0", "optimizer=sgd"), ("1", "optimizer=adam")]:
-        folder = tmp_path / "sweep" / job / "tensorboard"
+    for job, name in [(0, "optimizer=sgd"), (1, "optimizer=adam")]:
+        folder = job_dir(tmp_path / "sweep", job) / "tensorboard"
         assert [p.name for p in folder.iterdir()] == [name]
         logged = EventAccumulator(str(folder / name))
         logged.Reload()

@@ -12,7 +12,7 @@ import yaml
 
 from dltrain.sweep import gpu_for_job, previous_outcome, threads_for_job
 
-from .helpers import TINY, dltrain, run_dirs
+from .helpers import TINY, dltrain, job_dir, job_numbers, run_dirs
 
 
 def test_parallel_jobs_split_the_cores_and_take_turns_on_the_gpus() -> None:
@@ -32,7 +32,7 @@ def test_joblib_jobs_run_side_by_side_with_their_share_of_threads(tmp_path: Path
     for run_dir in run_dirs(sweep):
         assert json.loads((run_dir / "metrics.json").read_text())["status"] == "completed"
         assert (
-            f"parallel job {run_dir.name}: {{'threads': {threads}}}"
+            f"parallel job {job_numbers([run_dir])[0]}: {{'threads': {threads}}}"
             in (run_dir / "dltrain.log").read_text()
         )
 
@@ -64,9 +64,10 @@ def test_resume_sweep_matches_jobs_by_their_settings_not_their_numbers(tmp_path:
     first = ["-m", "optimizer=sgd,adam", "model.hidden_sizes=[8],[16]", *TINY]
     assert dltrain(tmp_path, *first, f"hydra.sweep.dir={sweep}").returncode == 0
     old = {d.name: settings_of(d) for d in run_dirs(sweep)}
-    assert old["1"] == ("sgd", [16]) and old["3"] == ("adam", [16])
-    (sweep / "1" / "metrics.json").unlink()  # as if killed after its last checkpoint
-    kept = {n: results(sweep / n) for n in ("0", "2", "3")}
+    one, three = job_dir(sweep, 1), job_dir(sweep, 3)
+    assert old[one.name] == ("sgd", [16]) and old[three.name] == ("adam", [16])
+    (one / "metrics.json").unlink()  # as if killed after its last checkpoint
+    kept = {n: results(job_dir(sweep, n)) for n in (0, 2, 3)}
 
     # [8] left out, [32] added, both lists in another order: jobs 1 and 3 keep their settings
     second = ["-m", "optimizer=adam,sgd", "model.hidden_sizes=[32],[16]", *TINY]
@@ -74,16 +75,17 @@ def test_resume_sweep_matches_jobs_by_their_settings_not_their_numbers(tmp_path:
     assert result.returncode == 0, result.stderr
     lines = [line for line in result.stdout.splitlines() if "resume_sweep: job" in line]
     assert len(lines) == 4
-    assert lines[0].endswith(f": no earlier job, new dir {sweep / '4'}")
-    assert lines[1].endswith(f"matches {sweep / '3'}: skipped")
-    assert lines[2].endswith(f": no earlier job, new dir {sweep / '5'}")
-    assert lines[3].endswith(f"matches {sweep / '1'}: resumed")
+    new = "model.hidden_sizes-32+optimizer"  # named by the swept overrides, as new jobs are
+    assert lines[0].endswith(f": no earlier job, new dir {sweep / f'4_{new}-adam'}")
+    assert lines[1].endswith(f"matches {three}: skipped")
+    assert lines[2].endswith(f": no earlier job, new dir {sweep / f'5_{new}-sgd'}")
+    assert lines[3].endswith(f"matches {one}: resumed")
     assert "job 3 (optimizer=sgd model.hidden_sizes=[16] " in lines[3]
-    assert "resumed" in (sweep / "1" / "dltrain.log").read_text()
-    for name, before in kept.items():  # skipped, or not in the new grid: not touched
-        assert results(sweep / name) == before
+    assert "resumed" in (one / "dltrain.log").read_text()
+    for num, before in kept.items():  # skipped, or not in the new grid: not touched
+        assert results(job_dir(sweep, num)) == before
     dirs = run_dirs(sweep)
-    assert [d.name for d in dirs] == ["0", "1", "2", "3", "4", "5"]
+    assert job_numbers(dirs) == ["0", "1", "2", "3", "4", "5"]
     for run_dir in dirs:  # every dir holds one setting: its overrides, config and metrics agree
         assert json.loads((run_dir / "metrics.json").read_text())["status"] == "completed"
         config = yaml.safe_load((run_dir / "config.yaml").read_text())
@@ -116,20 +118,21 @@ def test_resume_sweep_reads_hostile_overrides_as_no_match(tmp_path: Path) -> Non
     grid = ["-m", "optimizer=sgd,adam", *TINY]
     assert dltrain(tmp_path, *grid, f"hydra.sweep.dir={sweep}").returncode == 0
     tagged = f'- !!python/object/apply:os.system ["touch {marker}"]\n'
-    (sweep / "0" / ".hydra" / "overrides.yaml").write_text(tagged)
-    (sweep / "1" / ".hydra" / "overrides.yaml").write_bytes(b"- optimizer=adam\n- \xff\xfe\n")
+    zero, one = job_dir(sweep, 0), job_dir(sweep, 1)
+    (zero / ".hydra" / "overrides.yaml").write_text(tagged)
+    (one / ".hydra" / "overrides.yaml").write_bytes(b"- optimizer=adam\n- \xff\xfe\n")
 
     result = dltrain(tmp_path, *grid, f"resume_sweep={sweep}")
     assert result.returncode == 0, result.stderr
     assert not marker.exists()  # read as data: nothing ran
     notices = [line for line in result.stdout.splitlines() if "is left alone" in line]
     assert len(notices) == 2 and "Traceback" not in result.stderr + result.stdout
-    assert "0/.hydra/overrides.yaml: not plain YAML (" in notices[0]
-    assert "1/.hydra/overrides.yaml: not UTF-8 text" in notices[1]
+    assert f"{zero.name}/.hydra/overrides.yaml: not plain YAML (" in notices[0]
+    assert f"{one.name}/.hydra/overrides.yaml: not UTF-8 text" in notices[1]
     assert result.stdout.count("no earlier job, new dir") == 2
-    for run_dir in (sweep / "2", sweep / "3"):  # the sweep ran, in dirs of its own
+    for run_dir in (job_dir(sweep, 2), job_dir(sweep, 3)):  # the sweep ran, in dirs of its own
         assert json.loads((run_dir / "metrics.json").read_text())["status"] == "completed"
-    assert (sweep / "1" / ".hydra" / "overrides.yaml").read_bytes().endswith(b"\xff\xfe\n")
+    assert (one / ".hydra" / "overrides.yaml").read_bytes().endswith(b"\xff\xfe\n")
 
 
 def test_previous_outcome_reads_a_bad_metrics_json_as_unreadable(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import run_dirs, start_command
+from .helpers import job_dir, run_dirs, start_command
 
 
 def children(pid: int) -> list[int]:
@@ -42,8 +42,8 @@ def test_a_killed_joblib_worker_fails_its_job_and_the_sweep_goes_on(tmp_path: Pa
     deadline, killed = time.monotonic() + 240, None
     while killed is None and time.monotonic() < deadline and sweep_process.poll() is None:
         time.sleep(0.1)
-        if (sweep / "0" / "config.yaml").is_file():  # job 0 is training
-            killed = worker_of(sweep_process.pid, sweep / "0")
+        if (job_dir(sweep, 0) / "config.yaml").is_file():  # job 0 is training
+            killed = worker_of(sweep_process.pid, job_dir(sweep, 0))
     assert killed, "job 0's worker process was not found"
     os.kill(killed, signal.SIGKILL)  # as the out-of-memory killer does
     out, err = sweep_process.communicate(timeout=300)
@@ -51,9 +51,11 @@ def test_a_killed_joblib_worker_fails_its_job_and_the_sweep_goes_on(tmp_path: Pa
     assert sweep_process.returncode == 0, err
     assert "Traceback" not in err + out
     assert (sweep / "report.csv").is_file() and "3 runs" in out
-    died = json.loads((sweep / "0" / "metrics.json").read_text())
+    died = json.loads((job_dir(sweep, 0) / "metrics.json").read_text())
     assert died["status"] == "failed"
     assert "worker process died (killed, e.g. out of memory; exit codes" in died["error"]
-    assert json.loads((sweep / "2" / "metrics.json").read_text())["status"] == "completed"
-    assert [d.name for d in run_dirs(sweep)] == ["0", "1", "2"]
-    assert "jobs failed: 0 (failed: WorkerDied" in err
+    assert json.loads((job_dir(sweep, 2) / "metrics.json").read_text())["status"] == "completed"
+    assert [d.name for d in run_dirs(sweep)] == [
+        "0_trainer.epochs-2000", "1_trainer.epochs-2001", "2_trainer.epochs-2"
+    ]  # fmt: skip
+    assert "jobs failed: 0_trainer.epochs-2000 (failed: WorkerDied" in err

@@ -75,16 +75,16 @@ def test_tabular_autoencoder_reconstructs_standardised_features(tmp_path: Path) 
     cfg = compose_config(
         *FAST,
         "model=autoencoder",
-        "dataset=digits",
+        "dataset=breast_cancer",  # digits' near-constant pixels make its test r2 a split's luck
         "dataset.standardize=true",
         "loss=mse",
         "model.hidden_sizes=[32]",
-        "model.latent_dim=8",
+        "model.latent_dim=4",
         "model.output_activation=none",
         "trainer.epochs=8",
         "trainer.batch_size=32",
         "optimizer.lr=0.01",
     )
     summary = run(cfg, tmp_path)
-    assert summary["metrics"]["test/r2"] > 0.5  # 64 features through 8 numbers
-    assert not (tmp_path / "latent_space.png").exists()  # 8-D: the projector only
+    assert summary["metrics"]["test/r2"] > 0.5  # 30 features through 4 numbers (0.69-0.75 seen)
+    assert not (tmp_path / "latent_space.png").exists()  # 4-D: the projector only

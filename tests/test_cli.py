@@ -89,7 +89,7 @@ def wheel_install(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_installed_wheel_ships_conf_and_runs(wheel_install: Path, tmp_path: Path) -> None:
     assert (wheel_install / "dltrain" / "conf" / "config.yaml").is_file()
     env = {**os.environ, "PYTHONPATH": str(wheel_install)}
-    show = "import dltrain.cli as c; print(c.CONF_DIR)"
+    show = "import dltrain.composition as c; print(c.CONF_DIR)"
     where = run_command(PYTHON, "-c", show, cwd=tmp_path, env=env, check=True).stdout.strip()
     assert Path(where) == wheel_install / "dltrain" / "conf"
     result = run_command(wheel_install / "bin" / "dltrain", *TINY, cwd=tmp_path, env=env)

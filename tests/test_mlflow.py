@@ -24,7 +24,7 @@ from dltrain.composition import compose_config
 from dltrain.tracking import metrics_log
 from dltrain.tracking.backend import RunInfo
 
-from .helpers import FAST, PYTHON, checkout_env, dltrain, start_command, stop
+from .helpers import FAST, PYTHON, checkout_env, dltrain, job_dir, start_command, stop
 
 mlflow = pytest.importorskip("mlflow")
 from mlflow import MlflowClient  # noqa: E402
@@ -319,9 +319,9 @@ def test_a_sweep_is_one_parent_run_with_a_child_run_per_job(
     for job, name in ((0, "optimizer.lr=0.1"), (1, "optimizer.lr=0.01")):
         child = children[name]
         assert child.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
-        assert child.info.run_id == saved_id(sweep / str(job))
+        assert child.info.run_id == saved_id(job_dir(sweep, job))
         assert child.data.params["optimizer.lr"] == name.partition("=")[2]
-        assert history(client, child.info.run_id) == logged(sweep / str(job))
+        assert history(client, child.info.run_id) == logged(job_dir(sweep, job))
 
 
 # -- A tracking server ---------------------------------------------------------------------------

@@ -25,7 +25,16 @@ from dltrain.tracking.backend import RunInfo
 from dltrain.tracking.wandb_backend import STEP, WandbBackend, choose_mode
 from dltrain.train import run
 
-from .helpers import BIN, FAST, checkout_env, compose_config, dltrain, dltrain_main, invoke
+from .helpers import (
+    BIN,
+    FAST,
+    checkout_env,
+    compose_config,
+    dltrain,
+    dltrain_main,
+    invoke,
+    job_dir,
+)
 
 wandb = pytest.importorskip("wandb")  # dltrain[wandb]
 from wandb.proto.wandb_internal_pb2 import Record  # noqa: E402
@@ -318,7 +327,7 @@ def test_a_sweeps_jobs_share_a_group_each_named_by_its_overrides(
     done = dltrain(tmp_path, "-m", *args, "logger=[wandb]", "hydra.sweep.dir=sweep")
     assert done.returncode == 0, done.stderr[-3000:]
     assert "wandb" not in done.stderr.lower() and "wandb:" not in done.stdout
-    jobs = [offline_runs(tmp_path / "sweep" / job) for job in ("0", "1")]
+    jobs = [offline_runs(job_dir(tmp_path / "sweep", job)) for job in (0, 1)]
     assert [[(r.name, r.config["optimizer"]["lr"]) for r in job] for job in jobs] == [
         [("optimizer.lr=0.1", 0.1)],
         [("optimizer.lr=0.01", 0.01)],

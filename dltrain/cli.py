@@ -7,12 +7,19 @@ import logging
 import shutil
 import sys
 import tempfile
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 from hydra._internal.utils import get_args_parser
 
-from dltrain import preflight, run_dirs, run_names, sweep_resume  # sweep_resume: resolvers
+from dltrain import (  # sweep_resume: resolvers
+    preflight,
+    run_composition,
+    run_dirs,
+    run_names,
+    sweep_resume,
+)
 from dltrain.closed_output import guard_output
 from dltrain.composition import hydra_context
 from dltrain.errors import ConfigError
@@ -95,12 +102,15 @@ def main_rank() -> None:
         sys.exit(2)
     if args.help and print_help(args):
         return
+    pinned = None  # the run dir claimed for a single run: Hydra runs the config checked
     if not any(getattr(args, flag) for flag in _INFO_FLAGS):
         config_name = args.config_name or "config"
         try:
             with hydra_context(args.config_dir, args.config_path):
                 problems = preflight.problems(args.overrides, args.multirun, config_name)
-                problems or claim_output(args.overrides, args.multirun, config_name)
+                pinned = (
+                    None if problems else claim_output(args.overrides, args.multirun, config_name)
+                )
         except ConfigError as e:
             problems = e.problems
         if problems:
@@ -109,7 +119,7 @@ def main_rank() -> None:
     from dltrain.jobs import SWEEP, hydra_main
 
     try:
-        with preflight.mode_known(args.overrides, args.multirun):
+        with run_composition.handed_to_hydra(args.overrides, *pinned) if pinned else nullcontext():
             hydra_main()
     finally:
         for folder in SCRATCH:  # a dry run's: it keeps nothing
@@ -151,19 +161,22 @@ def absolute_config_path(args: Any) -> Any:
     return args
 
 
-def claim_output(overrides: list[str], multirun: bool, config_name: str) -> None:
-    """Make this process the only one in its run (or sweep) dir, and pin Hydra to that dir.
+def claim_output(
+    overrides: list[str], multirun: bool, config_name: str
+) -> tuple[set[str], str] | None:
+    """Make this process the only one in its run (or sweep) dir, and pin Hydra to that dir: the
+    overrides of sys.argv it took off and the one it put on, for a single run; else None.
 
     A default name already taken (another run started in the same second) becomes `<name>_2`.
     A dry run makes no run dir: Hydra's dir is a temporary folder, removed when the command ends.
     """
     sys.argv += run_names.sweep_job_names(overrides) if multirun else []  # on every node
-    found = preflight.output_dir(overrides, multirun, config_name)
+    found = run_composition.output_dir(overrides, multirun, config_name)
     if preflight.dry_run():  # Hydra's own files go to a temporary folder, removed at the end
         SCRATCH.append(Path(tempfile.mkdtemp(prefix="dltrain-dry-run-")))
         found = "hydra.sweep.dir" if multirun else "hydra.run.dir", SCRATCH[-1]
     if found is None or node_rank() > 0:  # later nodes of a run started by hand share node 0's
-        return
+        return None
     key, target = found
     if target in SCRATCH:
         claimed = target
@@ -178,7 +191,9 @@ def claim_output(overrides: list[str], multirun: bool, config_name: str) -> None
     else:
         claimed = run_dirs.claim_fresh(target)
     given = {a for a in sys.argv[1:] if a.partition("=")[0].lstrip("+") == key}
-    sys.argv = [*(a for a in sys.argv if a not in given), f"{key}={quoted(str(claimed))}"]
+    pin = f"{key}={quoted(str(claimed))}"
+    sys.argv = [*(a for a in sys.argv if a not in given), pin]
+    return None if multirun else (given, pin)
 
 
 def quoted(value: str) -> str:

@@ -10,9 +10,6 @@ import copy
 import errno
 import functools
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
 from hydra import compose
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
@@ -22,6 +19,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
+from dltrain import run_composition
 from dltrain.command_names import (
     group_options,
     message,
@@ -34,10 +32,6 @@ from dltrain.errors import ConfigError
 from dltrain.launcher_env import node_rank
 from dltrain.run_dirs import RUN_MARKERS, SWEEP_MARKERS, holds_run
 
-# The run (or sweep) dir of the command being checked: the check and the claim of the dir
-# (cli.claim_output) read one composition, so they agree on a ${now:...} name; one command only.
-_OUTPUT: dict[tuple, tuple[str, Path] | None] = {}
-_MODE: dict[tuple[str, ...], object] = {}  # a run's hydra.mode, by its command line
 _DRY_RUN: list[bool] = []  # whether each job of the command checked last is a dry run
 
 
@@ -47,8 +41,7 @@ def problems(overrides: list[str], multirun: bool, config_name: str) -> list[str
     Runs inside the caller's Hydra context (dltrain.composition.hydra_context).
     """
     parser = OverridesParser.create()
-    _OUTPUT.clear()
-    _MODE.clear()
+    run_composition.forget()  # the check and the claim of the dir read one composition
     _DRY_RUN.clear()
     use_searchpath(overrides)
     try:
@@ -70,47 +63,6 @@ def problems(overrides: list[str], multirun: bool, config_name: str) -> list[str
     return found
 
 
-def output_dir(overrides: list[str], multirun: bool, config_name: str) -> tuple[str, Path] | None:
-    """(the Hydra key, the folder) the run or sweep dir would be; None if Hydra must judge it."""
-    command = (search_path(), tuple(overrides), multirun, config_name)
-    if command not in _OUTPUT:
-        try:
-            _whole(overrides, multirun, config_name)
-        except (HydraException, OmegaConfBaseException):
-            _OUTPUT[command] = None  # a setting Hydra resolves only when it runs: Hydra judges it
-    return _OUTPUT[command]
-
-
-def _whole(overrides: list[str], multirun: bool, config_name: str) -> DictConfig:
-    """The command's config with Hydra's own, composed as Hydra will; where its run (or sweep)
-    dir goes and a run's hydra.mode are kept, for the claim of the dir and for Hydra's run."""
-    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
-    cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
-    folder = Path(str(OmegaConf.select(cfg, key))).absolute()
-    _OUTPUT[(search_path(), tuple(overrides), multirun, config_name)] = key, folder
-    if not multirun:
-        _MODE[tuple(overrides)] = cfg.hydra.mode
-    return cfg
-
-
-@contextmanager
-def mode_known(overrides: list[str], multirun: bool) -> Iterator[None]:
-    """Hydra composes a run's whole config once more only to read its hydra.mode before running
-    it; the check composed the same command line already, so Hydra is handed what it found."""
-    if multirun or tuple(overrides) not in _MODE:
-        yield
-        return
-    from hydra._internal.hydra import Hydra
-
-    mode = _MODE[tuple(overrides)]
-    get_mode = Hydra.get_mode
-    Hydra.get_mode = lambda self, config_name, overrides: mode  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        Hydra.get_mode = get_mode  # type: ignore[method-assign]
-
-
 def dry_run() -> bool:
     """Whether every job of the command checked last (`problems`) is a dry run."""
     return bool(_DRY_RUN) and all(_DRY_RUN)
@@ -126,7 +78,7 @@ def _output_problems(overrides: list[str], multirun: bool, config_name: str) -> 
 
     A folder named on purpose must not hold a run already (its files would mix with the new).
     """
-    found = output_dir(overrides, multirun, config_name)
+    found = run_composition.output_dir(overrides, multirun, config_name)
     if found is None:
         return []
     key, target = found
@@ -190,7 +142,7 @@ def _run_config(overrides: list[str], config_name: str) -> DictConfig | None:
     """A single run's config composed whole, Hydra's part left out; None if Hydra refuses it
     (then the parts are checked one by one, so that every problem is named at once)."""
     try:
-        cfg = _whole(overrides, False, config_name)
+        cfg = run_composition.whole(overrides, False, config_name)
     except (HydraException, OmegaConfBaseException, OSError):  # OSError: a name too long
         return None
     with open_dict(cfg):

@@ -12,8 +12,8 @@ import argparse
 import time
 from pathlib import Path
 
-from dltrain.data.text import encode, train_tokenizer
 from dltrain.data.text_files import read_imdb
+from dltrain.data.tokenizer import encode, train_tokenizer
 
 
 def main() -> None:

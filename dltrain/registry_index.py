@@ -21,7 +21,7 @@ MODEL_MODULES: dict[str, str] = {
 
 DATASET_MODULES: dict[str, str] = {
     "ag_news": "dltrain.data.text",
-    "bank_marketing": "dltrain.data.tabular",
+    "bank_marketing": "dltrain.data.bank",
     "blobs": "dltrain.data.synthetic",
     "breast_cancer": "dltrain.data.bundled",
     "cifar10": "dltrain.data.vision",

@@ -17,6 +17,7 @@ from .helpers import (
     GOOD,
     SHARED,
     build_dataset,
+    dltrain,
     make_imdb,
     make_mnist,
     write_cifar,
@@ -138,3 +139,22 @@ def test_the_shared_data_root_serves_every_dataset_there(name: str) -> None:
     if not SHARED.is_dir():
         pytest.skip(f"{SHARED} is absent (the real data lives outside the repo)")
     assert len(build_dataset(name, data_dir=str(SHARED)).train) == REAL[name]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["dataset=imdb", "model=text_rnn"],
+        ["dataset=sst2", "model=text_rnn"],
+        ["dataset=ag_news", "model=text_rnn"],
+        ["dataset=bank_marketing", "loss=bce"],
+    ],
+    ids=["imdb", "sst2", "ag_news", "bank_marketing"],
+)
+def test_missing_data_is_found_missing_before_any_run_dir(tmp_path: Path, args: list[str]) -> None:
+    empty = tmp_path / "empty_root"
+    empty.mkdir()
+    done = dltrain(tmp_path, *args, f"dataset.data_dir={empty}", "trainer.device=cpu")
+    assert done.returncode == 2, done.stderr
+    assert str(empty) in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "outputs").exists()

@@ -21,7 +21,7 @@ from dltrain.data.files import is_folder, reason
 from dltrain.data.hf_features import Columns, table_path, text_path
 from dltrain.data.hf_images import image_splits
 from dltrain.data.splits import DataSplits, SplitOptions, check_fractions, with_split_options
-from dltrain.data.text import TokenizerOptions
+from dltrain.data.tokenizer import TokenizerOptions
 from dltrain.errors import ConfigError, did_you_mean
 from dltrain.registry import DATASETS
 

@@ -22,7 +22,8 @@ from dltrain.data.table_encoding import (
     target_spec,
 )
 from dltrain.data.tabular import encoded_splits
-from dltrain.data.text import TokenizerOptions, check_train_split, text_splits
+from dltrain.data.text import check_train_split, text_splits
+from dltrain.data.tokenizer import TokenizerOptions
 from dltrain.errors import ConfigError, did_you_mean
 
 NUMBERS = ("int", "uint", "float", "bool")  # prefixes of numeric `Value` dtypes

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from dltrain.data.arrays import check_finite, check_finite_targets, to_tensor_dataset
-from dltrain.data.files import find_data, reason, regular_file
+from dltrain.data.files import reason, regular_file
 from dltrain.data.splits import (
     DataMeta,
     DataSplits,
@@ -39,12 +39,6 @@ from dltrain.registry import DATASETS
 log = logging.getLogger(__name__)
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
-BANK_SOURCE = (  # where bank.csv comes from, for the error when it is absent
-    'put bank.csv (Kaggle\'s "Bank Marketing" balanced subset of UCI Bank Marketing, '
-    "11,162 rows, target 'deposit': "
-    "https://www.kaggle.com/datasets/janiobachmann/bank-marketing-dataset) there or give your copy "
-    "as dataset.path"
-)
 TABLE_SPLIT = {  # every split option, standardised features
     "val_fraction": 0.15,
     "test_fraction": 0.15,
@@ -127,7 +121,7 @@ def _csv_task(task: str = "auto", **_: object) -> str | None:
     return None if task == "auto" else task  # None: known after loading
 
 
-def _check_header(
+def check_header(
     path: str | None,
     target: str | None,
     drop: list[str] | tuple[str, ...],
@@ -154,7 +148,7 @@ def _check_csv(
 ) -> str:
     """Every mistake the options and the file show, and the task of its target column (preflight
     runs it before a run dir is made: a loss that does not fit the target fails there)."""
-    _check_header(path, target, drop, sep, val_fraction, test_fraction)
+    check_header(path, target, drop, sep, val_fraction, test_fraction)
     file = Path(path).expanduser()
     found = os.stat(file)
     stamp = (str(file.resolve()), found.st_size, found.st_mtime_ns)
@@ -187,7 +181,7 @@ def csv(
     split: SplitOptions,
 ) -> DataSplits:
     """Any CSV (or Parquet) table: predict column `target` from the others (see module doc)."""
-    _check_header(path, target, drop, sep, split.val_fraction, split.test_fraction)
+    check_header(path, target, drop, sep, split.val_fraction, split.test_fraction)
     return table_splits(Path(path).expanduser(), target, list(drop), task, missing, sep, split)
 
 
@@ -243,25 +237,3 @@ def encoded_splits(
         preprocessing={"tabular": spec},
     )
     return DataSplits(sets["train"], sets.get("val"), sets.get("test"), meta)
-
-
-@DATASETS.register("bank_marketing", task="binary", reads_files=True, modality="table")
-@with_split_options(
-    val_fraction=0.2, test_fraction=0.0, split_seed=0, stratify=True, standardize=True
-)
-def bank_marketing(
-    path: str | None = None,
-    data_dir: str | None = None,
-    drop: list[str] | tuple[str, ...] = (),
-    missing: Literal["drop", "mean", "median", "most_frequent"] = "drop",
-    *,
-    split: SplitOptions,
-) -> DataSplits:
-    """Bank Marketing (Kaggle's balanced 11,162-row subset): will a client subscribe a deposit?"""
-    if path:
-        found = regular_file(Path(path).expanduser(), "dataset.path")
-    else:
-        found = find_data("bank_marketing", data_dir, ["bank.csv"], BANK_SOURCE)
-        regular_file(found, "dataset.data_dir")
-    _check_header(str(found), "deposit", drop, ",", split.val_fraction, split.test_fraction)
-    return table_splits(found, "deposit", list(drop), "binary", missing, ",", split)

@@ -36,6 +36,13 @@ def locate(dataset: str, path: str | None, data_dir: str | None) -> Path:
     )
 
 
+def check_located(dataset: str, path: str | None = None, data_dir: str | None = None, **_: object):
+    """The corpus is where `locate` looks (checked before a run dir is made)."""
+    found = locate(dataset, path, data_dir)
+    if not (is_folder(found, "dataset.path") or is_regular(found, "dataset.path")):
+        raise _missing(dataset, found)
+
+
 def read_imdb(path: Path) -> dict[str, Texts]:
     """aclImdb/{train,test}/{pos,neg}/*.txt from the folder or the .tar.gz (read in place)."""
     splits: dict[str, Texts] = {"train": ([], []), "test": ([], [])}

@@ -13,7 +13,7 @@ import torch
 from torch.nn.utils.rnn import pad_sequence
 
 from dltrain.data.splits import DataMeta
-from dltrain.data.text import encode
+from dltrain.data.tokenizer import encode
 from dltrain.errors import ConfigError
 from dltrain.modalities.modality import Inputs, Modality, one_file, rows
 from dltrain.registry import DATASETS

@@ -18,6 +18,7 @@ from dltrain import (  # sweep_resume: resolvers
     run_composition,
     run_dirs,
     run_names,
+    startup_gc,
     sweep_resume,
 )
 from dltrain.closed_output import guard_output
@@ -43,6 +44,7 @@ def main() -> None:
     run dir; the other ranks train each job it announces. Whatever fails is one line on stderr.
     """
     guard_output()
+    startup_gc.pause()
     try:
         launch_main()
     except KeyboardInterrupt:
@@ -52,6 +54,7 @@ def main() -> None:
         print(f"dltrain: {failure(e)}", file=sys.stderr)
         sys.exit(1)
     finally:
+        startup_gc.resume()
         gc.freeze()  # the exit need not collect every imported module: ~1 s less per command
 
 

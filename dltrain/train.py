@@ -16,7 +16,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
-from dltrain import checkpoints, files, plugins, training_state, visuals
+from dltrain import checkpoints, files, plugins, startup_gc, training_state, visuals
 from dltrain.build.run import build_run
 from dltrain.built_run import BuiltRun, FitState
 from dltrain.dry_run import dry_run
@@ -60,6 +60,7 @@ def run_rank(
     if built.trainer.dry_run:  # one batch each way, a report, no checkpoints or metrics
         with built.tracker:
             return {"status": "dry_run", **dry_run(built)}
+    startup_gc.resume()  # built: training makes garbage to collect
     state = FitState()
     if saved:
         try:

@@ -24,16 +24,10 @@ from dltrain.command_line import parse_args, plugin_options
 from dltrain.data.splits import DataMeta
 from dltrain.errors import ConfigError, did_you_mean
 from dltrain.failures import command
-from dltrain.files import (
-    atomic_write,
-    load_safetensors,
-    read_regular,
-    save_safetensors,
-    seal,
-    verified_zip,
-)
+from dltrain.files import atomic_write, read_regular, seal, verified_zip
 from dltrain.finished_run import FinishedRun, load_run, rebuild_model
 from dltrain.modalities.lookup import modality_of
+from dltrain.safetensors_files import load_safetensors, save_safetensors
 
 FORMATS = {
     "torchscript": "model.torchscript.pt",

@@ -22,6 +22,7 @@ from dltrain.built_run import BuiltRun, FitState
 from dltrain.dry_run import dry_run
 from dltrain.errors import ConfigError
 from dltrain.loop import evaluate, fit
+from dltrain.safetensors_files import save_safetensors
 from dltrain.step import DivergedError
 from dltrain.trainer_options import WHERE_TO_TRAIN
 from dltrain.world import World, joined
@@ -162,7 +163,7 @@ def test_best(built: BuiltRun, state: FitState) -> dict[str, Any]:
     final_model = built.evaluated
     if main:
         files.save_torch(final_model.state_dict(), built.run_dir / "model.pt")
-        files.save_safetensors(final_model.state_dict(), built.run_dir / "model.safetensors")
+        save_safetensors(final_model.state_dict(), built.run_dir / "model.safetensors")
     final = {k: v for k, v in state.best_metrics.items() if k.startswith("val/")}
     matrices, scored = {}, {}
     task = built.data.meta.task

@@ -21,8 +21,8 @@ from dltrain.export import (
     main,
     onnx_outputs,
 )
-from dltrain.files import save_safetensors
 from dltrain.finished_run import FinishedRun, load_run
+from dltrain.safetensors_files import save_safetensors
 
 from .helpers import run_command
 from .trained_runs import trained

@@ -20,7 +20,7 @@ import pytest
 import torch
 import yaml
 
-from dltrain import checkpoints, files, run_dirs
+from dltrain import checkpoints, files, run_dirs, safetensors_files
 from dltrain.errors import ConfigError
 from dltrain.evaluation import main as eval_main
 from dltrain.export import main as export_main
@@ -394,7 +394,7 @@ def test_a_bit_flip_anywhere_in_a_model_file_is_detected(name: str, trained: Pat
             if load:
                 load(Path(name), bytes(flipped))
             else:
-                files.load_safetensors_bytes(bytes(flipped), Path(name))
+                safetensors_files.load_safetensors_bytes(bytes(flipped), Path(name))
         except files.UnreadableFile:
             continue
         missed.append(at)

@@ -43,6 +43,15 @@ def restore_threads(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
     cpu.share_with_jobs(1)
 
 
+def run_seeing_threads(tmp_path: Path, *overrides: str) -> tuple[Any, dict[str, Any]]:
+    """(the config, the summary) of a tiny run in tmp_path/run, ThreadsSeen recording torch's
+    threads as training starts."""
+    target = ["callbacks=[target]", f"callbacks.target.target={__name__}:ThreadsSeen"]
+    ThreadsSeen.seen.clear()
+    cfg = compose_config(*TINY_RUN, *target, *overrides)
+    return cfg, run(cfg, tmp_path / "run")
+
+
 def affinity(monkeypatch: pytest.MonkeyPatch, cpus: int) -> None:
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cpus)))
 
@@ -80,11 +89,8 @@ def test_the_default_is_the_affinity_count_applied_and_recorded(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     affinity(monkeypatch, 1)
-    target = ["callbacks=[target]", f"callbacks.target.target={__name__}:ThreadsSeen"]
-    ThreadsSeen.seen.clear()
-    cfg = compose_config(*TINY_RUN, *target)
+    cfg, summary = run_seeing_threads(tmp_path)
     assert cfg.trainer.threads is None
-    summary = run(cfg, tmp_path / "run")
     assert summary["threads"] == 1 and ThreadsSeen.seen == [1]
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["threads"] == 1
     assert os.environ["OMP_NUM_THREADS"] == os.environ["MKL_NUM_THREADS"] == "1"  # subprocesses
@@ -94,9 +100,7 @@ def test_an_explicit_value_is_applied_and_recorded(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     affinity(monkeypatch, 1)
-    target = ["callbacks=[target]", f"callbacks.target.target={__name__}:ThreadsSeen"]
-    ThreadsSeen.seen.clear()
-    summary = run(compose_config(*TINY_RUN, *target, "trainer.threads=3"), tmp_path / "run")
+    _, summary = run_seeing_threads(tmp_path, "trainer.threads=3")
     assert summary["status"] == "completed" and ThreadsSeen.seen == [3]
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["threads"] == 3
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from dltrain import checkpoints
-from dltrain.data.splits import hold_out
+from dltrain.data.splits import SPLIT_RULE, hold_out, other_split_rule
 from dltrain.errors import ConfigError
 from dltrain.evaluation import main as eval_main
 from dltrain.files import save_torch
@@ -96,3 +96,9 @@ def test_a_run_split_by_an_older_dltrain_is_not_resumed_and_its_eval_warns(
     assert (run_dir / "metrics.json").read_bytes() == before
     code, stderr = invoke(eval_main, [str(run_dir)], tmp_path)
     assert code == 0 and "its test metrics may be too good" in stderr, stderr
+
+
+def test_a_planted_split_rule_is_named_on_one_line() -> None:
+    problem = other_split_rule("x\ny" * 100)
+    assert problem is not None and "\n" not in problem and len(problem) < 250
+    assert other_split_rule(SPLIT_RULE) is None

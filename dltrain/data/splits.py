@@ -46,8 +46,9 @@ def other_split_rule(rule: str | None) -> str | None:
     """Why a run whose rows were held out by `rule` cannot have them rebuilt now, or None."""
     if rule == SPLIT_RULE:
         return None
+    drawn_by = "scikit-learn" if rule is None else repr(rule)[:60]  # a checkpoint's: one line
     return (
-        f"this run's val/test rows were drawn by {rule or 'scikit-learn'} (an older dltrain); "
+        f"this run's val/test rows were drawn by {drawn_by} (an older dltrain); "
         f"this dltrain draws others ({SPLIT_RULE}), which may hold rows the run trained on"
     )
 
